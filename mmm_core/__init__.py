@@ -1,0 +1,3 @@
+"""Multi-Memory Matching (MMM) for unsupervised visible-infrared person re-identification."""
+
+__version__ = "0.1.0"

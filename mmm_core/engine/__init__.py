@@ -1,0 +1,1 @@
+"""Training engine: feature extraction, training rounds, checkpoints, distributed."""

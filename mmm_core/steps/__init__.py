@@ -1,0 +1,1 @@
+"""Pipeline steps as plain functions over files, plus their CLI."""

@@ -1,0 +1,98 @@
+"""Shared fixtures: tiny hand-made dataset trees in the raw release layouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def write_image(path: Path, seed: int, size: tuple[int, int] = (16, 8), mode: str = "RGB") -> None:
+    """A small random image (width, height = size) at `path`, parents created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    channels = 3 if mode == "RGB" else 1
+    pixels = rng.integers(0, 256, size=(size[1], size[0], channels), dtype=np.uint8)
+    Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode=mode).save(path)
+
+
+def make_sysu(
+    root: Path,
+    images: dict[tuple[int, int], int],
+    train: list[int],
+    val: list[int],
+    test: list[int],
+) -> Path:
+    """A SYSU-MM01 tree: ``images[(camera, pid)] = count`` files named 0001.jpg ...."""
+    for cam in range(1, 7):
+        (root / f"cam{cam}").mkdir(parents=True, exist_ok=True)
+    for (cam, pid), count in sorted(images.items()):
+        folder = root / f"cam{cam}" / f"{pid:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for idx in range(1, count + 1):
+            write_image(folder / f"{idx:04d}.jpg", seed=cam * 100_000 + pid * 100 + idx)
+    exp = root / "exp"
+    exp.mkdir(exist_ok=True)
+    for name, ids in (("train", train), ("val", val), ("test", test)):
+        (exp / f"{name}_id.txt").write_text(",".join(str(i) for i in ids) + "\n")
+    return root
+
+
+@pytest.fixture
+def tiny_sysu(tmp_path: Path) -> Path:
+    """6 ids: 1-3 train, 4 val, 5-6 test; uneven camera coverage on purpose."""
+    images: dict[tuple[int, int], int] = {}
+    for pid in range(1, 7):
+        for cam in (1, 2, 3, 4, 5, 6):
+            if pid % 2 == 0 and cam in (4, 6):  # even ids never seen outdoors
+                continue
+            images[(cam, pid)] = 2 + (pid + cam) % 3
+    return make_sysu(tmp_path / "sysu", images, train=[1, 2, 3], val=[4], test=[5, 6])
+
+
+def make_regdb(root: Path, ids: int = 4, per_id: int = 3) -> Path:
+    """A RegDB tree with trials 1..10 (first half of ids train, second half test)."""
+    for folder in ("Visible", "Thermal", "idx"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    rows: dict[str, list[str]] = {"visible": [], "thermal": []}
+    for modality, folder in (("visible", "Visible"), ("thermal", "Thermal")):
+        for pid in range(ids):
+            for idx in range(per_id):
+                rel = f"{folder}/{pid}/{modality}_{pid}_{idx}.bmp"
+                write_image(root / rel, seed=pid * 10 + idx + (0 if modality == "visible" else 7))
+                rows[modality].append(f"{rel} {pid}")
+    half = ids // 2 * per_id
+    for trial in range(1, 11):
+        for modality in ("visible", "thermal"):
+            (root / "idx" / f"train_{modality}_{trial}.txt").write_text(
+                "\n".join(rows[modality][:half]) + "\n"
+            )
+            (root / "idx" / f"test_{modality}_{trial}.txt").write_text(
+                "\n".join(rows[modality][half:]) + "\n"
+            )
+    return root
+
+
+@pytest.fixture
+def tiny_regdb(tmp_path: Path) -> Path:
+    return make_regdb(tmp_path / "regdb")
+
+
+@pytest.fixture
+def sysu_factory():
+    """`make_sysu` for tests that need their own layout."""
+    return make_sysu
+
+
+@pytest.fixture
+def regdb_factory():
+    """`make_regdb` for tests that need their own layout."""
+    return make_regdb
+
+
+@pytest.fixture
+def image_writer():
+    """`write_image` for tests that plant their own files."""
+    return write_image
