@@ -161,3 +161,34 @@ def test_duplicate_ids_in_file(tiny_sysu: Path) -> None:
 def test_bad_mode(tiny_sysu: Path) -> None:
     with pytest.raises(ValueError, match="unknown SYSU-MM01 mode"):
         sysu.gallery_set(tiny_sysu, "outdoor", 0)
+
+
+@pytest.fixture(scope="module")
+def generated_sysu(tmp_path_factory) -> Path:
+    from mmm_core.data.synthetic import generate_sysu
+
+    root = tmp_path_factory.mktemp("generated") / "sysu"
+    generate_sysu(root, ids=24, seed=5, preset="tiny")
+    return root
+
+
+@pytest.mark.parametrize("mode", ["all", "indoor"])
+@pytest.mark.parametrize("trial", [0, 3, 9])
+def test_reference_rule_on_generated_dataset(generated_sysu: Path, mode: str, trial: int) -> None:
+    paths, pids, camids = sysu.query_set(generated_sysu, mode)
+    ref_paths, ref_pids, ref_cams = reference_query(generated_sysu)
+    assert [os.path.normpath(p) for p in paths] == [os.path.normpath(p) for p in ref_paths]
+    assert pids.tolist() == ref_pids and camids.tolist() == ref_cams
+    for shots in (1, 10):
+        paths, pids, camids = sysu.gallery_set(generated_sysu, mode, trial, shots=shots)
+        ref_paths, ref_pids, ref_cams = reference_gallery(generated_sysu, mode, trial, shots)
+        assert [os.path.normpath(p) for p in paths] == [os.path.normpath(p) for p in ref_paths]
+        assert pids.tolist() == ref_pids and camids.tolist() == ref_cams
+        assert len(paths) > 0
+
+
+def test_generated_dataset_train_manifest(generated_sysu: Path) -> None:
+    manifest = sysu.train_manifest(generated_sysu)
+    summary = manifest.summary()
+    assert summary["visible_images"] > 0 and summary["infrared_images"] > 0
+    assert set(manifest.camids[manifest.modalities == 1].tolist()) <= {3, 6}
