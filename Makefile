@@ -36,3 +36,15 @@ bench: setup
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info runs
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Container images (needs a Docker engine; none runs on the development machines here).
+IMAGE ?= ghcr.io/mmm-vi-reid/mmm-vi-reid:0.1.0
+.PHONY: image image-cpu compile
+image:
+	docker build -f docker/Dockerfile.gpu -t $(IMAGE) .
+image-cpu:
+	docker build -f docker/Dockerfile.cpu -t $(IMAGE)-cpu .
+
+# Compile the pipelines to pipelines/compiled/*.yaml (committed; a test checks they are fresh).
+compile: setup
+	$(PY) -m pipelines.compile

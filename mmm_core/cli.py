@@ -24,6 +24,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "data": ("mmm_core.data.inspect", "check a dataset folder and print its statistics"),
     "evaluate": ("mmm_core.evaluation.cli", "evaluate saved features or a checkpoint"),
+    "train": (
+        "mmm_core.engine.cli",
+        "train the method in one process (extract, cluster, match, train, evaluate)",
+    ),
+    "run": ("pipelines.local", "run the KFP training pipeline locally (no cluster, no servers)"),
+    "step": ("mmm_core.steps.cli", "run one pipeline step over files"),
     "demo": ("mmm_core.demo", "set up a small synthetic dataset and run the method on it"),
 }
 

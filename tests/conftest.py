@@ -96,3 +96,39 @@ def regdb_factory():
 def image_writer():
     """`write_image` for tests that plant their own files."""
     return write_image
+
+
+# A few seconds per round on CPU: the synthetic tiny preset with a very short schedule.
+MICRO_OVERRIDES = [
+    "train.stage1_rounds=1",
+    "train.stage2_rounds=1",
+    "train.iters_per_round=2",
+    "sampler.visible_ids=2",
+    "sampler.visible_instances=4",
+    "sampler.infrared_ids=2",
+    "sampler.infrared_instances=4",
+    "eval.trials=2",
+    "eval.sysu_modes=[all]",
+    "train.batch_size_eval=256",
+]
+
+
+@pytest.fixture(scope="session")
+def micro_dataset(tmp_path_factory) -> Path:
+    """One generated SYSU-layout dataset (24 ids, tiny preset) shared by the whole session."""
+    from mmm_core.data.synthetic import generate_sysu
+
+    root = tmp_path_factory.mktemp("micro") / "sysu"
+    generate_sysu(root, ids=24, seed=0, preset="tiny")
+    return root
+
+
+@pytest.fixture
+def micro_config(micro_dataset: Path):
+    """The synthetic-tiny config on the shared dataset, shortened to 1 + 1 rounds."""
+    from mmm_core.config import load_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    return load_config(
+        configs / "synthetic-tiny.yaml", [f"data.root={micro_dataset}", *MICRO_OVERRIDES]
+    )

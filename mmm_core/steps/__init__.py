@@ -1,1 +1,21 @@
-"""Pipeline steps as plain functions over files, plus their CLI."""
+"""The pipeline steps as plain functions over files (SPEC section 6).
+
+Every step reads and writes files only, so the KFP components, the ``mmm step`` CLI and the
+tests call the same functions. Artifact contracts (all arrays in manifest order per modality):
+
+=============  ==================================================================================
+config         ``config.yaml``: the resolved config (`mmm_core.config.dump_config`).
+manifest       ``manifest.tsv``: training images, columns path, pid, label, camid, modality;
+               paths relative to ``data.root`` (`mmm_core.data.Manifest`).
+checkpoint     ``checkpoint.pt``: `mmm_core.engine.checkpoint.TrainingState` (model, optimiser,
+               scheduler, RNG states, next round, stage).
+features       ``features.npz``: ``visible`` (N_v, d) and ``infrared`` (N_r, d) float32,
+               L2-normalised, flip-averaged, rows in the manifest's per-modality order.
+labels         ``labels.npz``: `mmm_core.engine.labels.ClusterOutput` (int64, -1 = noise).
+targets        ``targets.npz``: `mmm_core.engine.targets.RoundTargets` (memories, matching,
+               SCA weights).
+metrics        ``metrics.json``: a flat JSON object of numbers (null where undefined).
+=============  ==================================================================================
+"""
+
+STEPS = ("start", "extract", "cluster", "match", "train", "evaluate")

@@ -1,0 +1,289 @@
+"""Clustering and matching kernels at SYSU-MM01 sizes: sparse Jaccard and MMLM.
+
+1. **Jaccard** (`mmm_core.clustering.jaccard.jaccard_distance`, the full definition, every
+   pair with d < 1 kept) at N = 11,909 (IR, k1 30, k2 6, ~400 blobs) and N = 34,167
+   (joint 22,258 visible + 11,909 IR, k1 40, k2 32, modality-balanced query expansion, ~1,100
+   blobs), on 2048-d features. Time is reported as a ratio to exact faiss kNN alone
+   (``IndexFlatIP``, k1 neighbours, faiss threads = available cores) measured in the same
+   process just before; the Jaccard time includes its own kNN search. Each size runs in a
+   fresh child process. Peak memory: the child's peak resident set size during the Jaccard
+   call (Linux ``VmHWM`` after resetting it through ``/proc/self/clear_refs``; the
+   features, the interpreter and torch are resident already and are included), with the
+   resident size before the call shown next to it.
+2. **MMLM** at SYSU sizes (22,258 visible features in ~1,100 clusters, 11,909 IR features in
+   ~400 clusters, 2048-d, 5 % noise labels): batched k-means sub-clustering with K = 4
+   (20 iterations at most) of both modalities, the symmetric Chamfer cost, Hungarian matching
+   with progressive rounds, and the SCA weights.
+
+Features: deterministic hierarchical Gaussian blobs on the unit sphere. Each blob (an
+"identity") has a centre drawn around one of blobs/10 super-centres (similar-looking
+identities), three sub-centres (cameras) and per-sample noise; IR samples get a global and a
+per-blob modality shift. Same-blob cosine is about 0.65, k1-neighbour purity 0.8-0.9. The
+sparsity of the Jaccard graph depends on this structure: with kNN errors spread uniformly
+over all blobs instead, each point shares support with ~8,000 others at N = 34,167 and the
+full output alone would exceed 2 GB (``max_distance=eps`` keeps it small).
+
+    PYTHONPATH=. .venv/bin/python -m benchmarks.bench_clustering [--quick]
+
+Prints a table and writes benchmarks/results/bench_clustering.json (``-quick.json`` with
+--quick, which uses N = 3,000 / 6,000 and a quarter of the MMLM sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+DIM = 2048
+TARGET_RATIO = 1.3
+TARGET_PEAK_GB = 1.5
+TARGET_MMLM_S = 3.0
+
+
+def clustered_features(
+    n: int,
+    blobs: int,
+    *,
+    dim: int = DIM,
+    seed: int = 0,
+    n_visible: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(n, dim) float32 unit rows, their blob ids, and (if ``n_visible``) the modality mask.
+
+    Rows ``[0, n_visible)`` are visible, the rest infrared (with a modality shift).
+    """
+    rng = np.random.default_rng(seed)
+    sizes = rng.lognormal(0.0, 0.5, blobs)
+    sizes = np.maximum(1, np.round(sizes / sizes.sum() * n)).astype(np.int64)
+    while sizes.sum() > n:
+        sizes[np.argmax(sizes)] -= 1
+    while sizes.sum() < n:
+        sizes[np.argmin(sizes)] += 1
+    labels = np.repeat(np.arange(blobs), sizes)
+    rng.shuffle(labels)
+
+    def gaussian(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape, dtype=np.float32) / np.float32(np.sqrt(dim))
+
+    supers = max(1, blobs // 10)
+    centres = 1.0 * gaussian(supers, dim)[rng.integers(0, supers, blobs)]
+    centres += 0.8 * gaussian(blobs, dim)
+    cameras = 0.5 * gaussian(blobs, 3, dim)
+    x = centres[labels]
+    x += cameras[labels, rng.integers(0, 3, n)]
+    x += 0.9 * gaussian(n, dim)
+    modality = None
+    if n_visible is not None:
+        modality = np.arange(n) < n_visible
+        shift = 0.5 * gaussian(1, dim) + 0.3 * gaussian(blobs, dim)
+        x[~modality] += shift[labels[~modality]]
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32, copy=False), labels, modality
+
+
+# --------------------------------------------------------------------------- memory helpers
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- child tasks
+
+
+def jaccard_task(n: int, blobs: int, k1: int, k2: int, n_visible: int | None) -> dict:
+    """Runs in a fresh process: faiss kNN alone, then the full Jaccard; time and peak RSS."""
+    import faiss
+
+    from mmm_core.clustering.jaccard import jaccard_distance
+
+    faiss.omp_set_num_threads(_cores())
+    x, _, modality = clustered_features(n, blobs, n_visible=n_visible)
+
+    start = time.perf_counter()
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    index.search(x, k1)
+    knn_s = time.perf_counter() - start
+    del index
+
+    before_kb = _status_kb("VmRSS")
+    exact_peak = _reset_peak()
+    start = time.perf_counter()
+    dist = jaccard_distance(x, k1, k2, modality=modality)
+    jaccard_s = time.perf_counter() - start
+    peak_kb = _status_kb("VmHWM") if exact_peak else None
+    if peak_kb is None:  # fall back to the process-lifetime peak
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "n": n,
+        "blobs": blobs,
+        "k1": k1,
+        "k2": k2,
+        "modality_balanced": modality is not None,
+        "knn_s": knn_s,
+        "jaccard_s": jaccard_s,
+        "ratio_to_knn": jaccard_s / knn_s,
+        "rss_before_gb": (before_kb or 0) / 2**20,
+        "peak_rss_gb": peak_kb / 2**20,
+        "peak_method": "VmHWM after clear_refs" if exact_peak else "ru_maxrss (whole child)",
+        "stored_per_row": dist.nnz / n,
+        "output_mb": (dist.data.nbytes + dist.indices.nbytes + dist.indptr.nbytes) / 2**20,
+    }
+
+
+def mmlm_task(n_visible: int, n_infrared: int, c_visible: int, c_infrared: int) -> dict:
+    """Runs in a fresh process: sub-clustering (K = 4) + cost + Hungarian + SCA weights."""
+    import torch
+
+    from mmm_core.clustering.dbscan import renumber_labels
+    from mmm_core.clustering.subcluster import subcluster
+    from mmm_core.matching.assignment import match_clusters
+    from mmm_core.matching.cost import memory_cost
+    from mmm_core.matching.soft import sca_weights
+
+    torch.set_num_threads(_cores())
+    rng = np.random.default_rng(1)
+    visible, v_labels, _ = clustered_features(n_visible, c_visible, seed=1)
+    infrared, r_labels, _ = clustered_features(n_infrared, c_infrared, seed=2)
+    v_labels = renumber_labels(np.where(rng.random(n_visible) < 0.05, -1, v_labels))
+    r_labels = renumber_labels(np.where(rng.random(n_infrared) < 0.05, -1, r_labels))
+    visible_t, infrared_t = torch.from_numpy(visible), torch.from_numpy(infrared)
+
+    times = {}
+    start = time.perf_counter()
+    gen = torch.Generator().manual_seed(0)
+    v_memory = subcluster(visible_t, v_labels, 4, iters=20, generator=gen)
+    r_memory = subcluster(infrared_t, r_labels, 4, iters=20, generator=gen)
+    times["subcluster_s"] = time.perf_counter() - start
+    mark = time.perf_counter()
+    cost = memory_cost(v_memory.centres, v_memory.mask, r_memory.centres, r_memory.mask)
+    times["cost_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    v2r, r2v = match_clusters(cost)
+    times["hungarian_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    sca_weights(cost, topk=3, temperature=0.05)
+    times["sca_s"] = time.perf_counter() - mark
+    times["total_s"] = time.perf_counter() - start
+    return {
+        "visible_features": n_visible,
+        "infrared_features": n_infrared,
+        "visible_clusters": v_memory.num_clusters,
+        "infrared_clusters": r_memory.num_clusters,
+        "every_cluster_matched": bool((v2r >= 0).all() and (r2v >= 0).all()),
+        **times,
+    }
+
+
+def _in_child(function, *args) -> dict:
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+        return pool.submit(function, *args).result()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, well under a minute")
+    parser.add_argument("--out", type=Path, help="JSON file (default benchmarks/results/...)")
+    args = parser.parse_args()
+    if args.out is None:
+        name = "bench_clustering-quick.json" if args.quick else "bench_clustering.json"
+        args.out = Path("benchmarks/results") / name
+
+    if args.quick:
+        jaccard_cases = [(3000, 100, 30, 6, None), (6000, 200, 40, 32, 3900)]
+        mmlm_case = (5565, 2977, 275, 100)
+    else:
+        jaccard_cases = [(11909, 400, 30, 6, None), (34167, 1100, 40, 32, 22258)]
+        mmlm_case = (22258, 11909, 1100, 400)
+
+    print(f"cores: {_cores()}  dim: {DIM}  quick: {args.quick}")
+    print()
+    header = (
+        f"{'Jaccard':<22}{'kNN alone':>10}{'Jaccard':>10}{'ratio':>8}{'target':>8}"
+        f"{'RSS before':>12}{'peak RSS':>10}{'target':>8}{'stored/row':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    jaccard_results = []
+    for n, blobs, k1, k2, n_visible in jaccard_cases:
+        result = _in_child(jaccard_task, n, blobs, k1, k2, n_visible)
+        jaccard_results.append(result)
+        kind = "joint" if n_visible else "intra"
+        label = f"N={n} {kind} {k1}/{k2}"
+        print(
+            f"{label:<22}{result['knn_s']:>9.2f}s{result['jaccard_s']:>9.2f}s"
+            f"{result['ratio_to_knn']:>7.2f}x{TARGET_RATIO:>7.1f}x"
+            f"{result['rss_before_gb']:>10.2f}GB{result['peak_rss_gb']:>8.2f}GB"
+            f"{TARGET_PEAK_GB:>6.1f}GB{result['stored_per_row']:>12.1f}"
+        )
+    print(f"peak memory: {jaccard_results[0]['peak_method']}")
+    print()
+
+    mmlm = _in_child(mmlm_task, *mmlm_case)
+    print(
+        f"MMLM {mmlm['visible_features']} x {mmlm['infrared_features']} features, "
+        f"{mmlm['visible_clusters']} x {mmlm['infrared_clusters']} clusters, K = 4"
+    )
+    header = f"{'sub-cluster':>12}{'cost':>8}{'Hungarian':>11}{'SCA':>8}{'total':>8}{'target':>8}"
+    print(header)
+    print("-" * len(header))
+    print(
+        f"{mmlm['subcluster_s']:>11.2f}s{mmlm['cost_s']:>7.2f}s{mmlm['hungarian_s']:>10.2f}s"
+        f"{mmlm['sca_s']:>7.2f}s{mmlm['total_s']:>7.2f}s{TARGET_MMLM_S:>7.1f}s"
+    )
+    print(f"every cluster matched: {mmlm['every_cluster_matched']}")
+
+    payload = {
+        "benchmark": "bench_clustering",
+        "quick": args.quick,
+        "machine": {"platform": platform.platform(), "cores": _cores()},
+        "dim": DIM,
+        "jaccard": jaccard_results,
+        "mmlm": mmlm,
+        "targets": {
+            "jaccard_ratio_to_knn": TARGET_RATIO,
+            "jaccard_peak_gb_at_34167": TARGET_PEAK_GB,
+            "mmlm_s": TARGET_MMLM_S,
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"results written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Pseudo-labelling: exact kNN, sparse Jaccard distance, DBSCAN, CMC, sub-clustering.
+
+The functions ``knn`` and ``subcluster`` share their module's name and are deliberately not
+re-exported here (that would shadow the modules): import them as
+``from mmm_core.clustering.knn import knn`` and
+``from mmm_core.clustering.subcluster import subcluster``.
+"""
+
+from .cmc import JointClustering, cmc_joint_labels
+from .dbscan import dbscan_labels, renumber_labels
+from .jaccard import jaccard_distance
+from .subcluster import MultiMemory
+
+__all__ = [
+    "JointClustering",
+    "MultiMemory",
+    "cmc_joint_labels",
+    "dbscan_labels",
+    "jaccard_distance",
+    "renumber_labels",
+]

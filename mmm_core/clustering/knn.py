@@ -1,0 +1,183 @@
+"""Exact k-nearest neighbours by inner product (cosine on L2-normalised features).
+
+Two backends give the same lists up to ties at the cut-off:
+
+* ``"faiss"``: ``faiss.IndexFlatIP`` (exact). On a CUDA tensor, a faiss GPU index is used
+  when the installed faiss has GPUs; otherwise the torch backend runs on that device.
+* ``"torch"``: chunked ``queries @ features.T`` followed by ``topk``, on the device of the
+  input tensor (CPU for numpy input).
+
+Ordering rules (the same for both backends, so that the Jaccard distance built on these lists
+is reproducible):
+
+1. each point's own index is first, whatever the similarities say. Duplicated features make
+   other points exactly as similar as the point itself (and float rounding can even make them
+   slightly more similar); the point is still first. If the backend did not return the point
+   in its top ``k`` (possible when more than ``k`` duplicates exist), the last entry is dropped
+   and the point is inserted at the front;
+2. the other entries are sorted by decreasing similarity (as computed by the backend), ties
+   broken by increasing index, including ties at the cut-off: a few extra candidates are
+   fetched, and the rare rows whose tie reaches past them are recomputed in full.
+
+Exact ties only arise from duplicated (or exactly symmetric) features; the rules make the
+lists, and everything built on them, independent of the backend's internal tie order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["faiss_available", "knn"]
+
+Backend = Literal["auto", "faiss", "torch"]
+
+_TIE_MARGIN = 4  # extra candidates fetched so that ties at the cut-off are resolved by index
+
+
+def faiss_available() -> bool:
+    """Whether ``import faiss`` works."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:  # pragma: no cover - faiss is a project dependency
+        return False
+    return True
+
+
+def _faiss_can_serve(features: np.ndarray | torch.Tensor) -> bool:
+    """faiss serves host arrays always, CUDA tensors only when it was built with GPUs."""
+    if isinstance(features, torch.Tensor) and features.is_cuda:
+        import faiss
+
+        return faiss.get_num_gpus() > 0
+    return True
+
+
+def _as_float32_numpy(features: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(features, torch.Tensor):
+        features = features.detach().to("cpu", torch.float32).numpy()
+    return np.ascontiguousarray(features, dtype=np.float32)
+
+
+def _search_faiss(features: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    on_cuda = isinstance(features, torch.Tensor) and features.is_cuda
+    array = _as_float32_numpy(features)
+    dim = array.shape[1]
+    if on_cuda and faiss.get_num_gpus() > 0:  # pragma: no cover - needs faiss-gpu and CUDA
+        resources = faiss.StandardGpuResources()
+        config = faiss.GpuIndexFlatConfig()
+        config.device = features.device.index or 0
+        index = faiss.GpuIndexFlatIP(resources, dim, config)
+    else:
+        index = faiss.IndexFlatIP(dim)
+    index.add(array)
+    similarities, indices = index.search(array, k)
+    return similarities, indices.astype(np.int64, copy=False)
+
+
+def _search_torch(
+    features: np.ndarray | torch.Tensor, k: int, chunk_elements: int = 1 << 24
+) -> tuple[np.ndarray, np.ndarray]:
+    tensor = torch.as_tensor(features)
+    tensor = tensor.detach().to(dtype=torch.float32)
+    n = tensor.shape[0]
+    chunk = max(1, chunk_elements // max(n, 1))
+    out_sim = torch.empty((n, k), dtype=torch.float32, device=tensor.device)
+    out_idx = torch.empty((n, k), dtype=torch.int64, device=tensor.device)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        sims = tensor[start:stop] @ tensor.T
+        values, indices = torch.topk(sims, k, dim=1, largest=True, sorted=True)
+        out_sim[start:stop] = values
+        out_idx[start:stop] = indices
+    return out_sim.cpu().numpy(), out_idx.cpu().numpy()
+
+
+def _self_first_sorted(
+    features: np.ndarray | torch.Tensor, similarities: np.ndarray, indices: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply the ordering rules of the module docstring (vectorised over rows).
+
+    ``similarities``/``indices`` hold ``fetched >= k`` candidates per row; rows whose ties at
+    the cut-off may continue beyond the fetched candidates are recomputed exactly.
+    """
+    n, fetched = indices.shape
+    rows = np.arange(n)
+    is_self = indices == rows[:, None]
+    has_self = is_self.any(axis=1)
+    # Drop self where present, otherwise the last entry: fetched - 1 others remain per row.
+    drop = np.where(has_self, is_self.argmax(axis=1), fetched - 1)
+    keep = np.ones((n, fetched), dtype=bool)
+    keep[rows, drop] = False
+    others_idx = indices[keep].reshape(n, fetched - 1)
+    others_sim = similarities[keep].reshape(n, fetched - 1)
+    if fetched > 1:
+        order = np.lexsort((others_idx, -others_sim), axis=1)
+        others_idx = np.take_along_axis(others_idx, order, axis=1)
+        others_sim = np.take_along_axis(others_sim, order, axis=1)
+    out_idx = np.empty((n, k), dtype=np.int64)
+    out_sim = np.empty((n, k), dtype=np.float32)
+    out_idx[:, 0] = rows
+    out_sim[:, 0] = similarities[rows, drop]
+    out_idx[:, 1:] = others_idx[:, : k - 1]
+    out_sim[:, 1:] = others_sim[:, : k - 1]
+    redo = ~has_self
+    if k > 1 and fetched < n:
+        # A tie at the cut-off that reaches the last fetched candidate may hide
+        # lower-indexed tied points that were not fetched.
+        redo |= others_sim[:, k - 2] == others_sim[:, -1]
+    redo_rows = np.flatnonzero(redo)
+    if redo_rows.size:
+        array = _as_float32_numpy(features)
+        for start in range(0, redo_rows.size, 256):
+            block = redo_rows[start : start + 256]
+            sims = array[block] @ array.T
+            out_sim[block, 0] = sims[np.arange(block.size), block]
+            sims[np.arange(block.size), block] = np.inf  # self first
+            candidates = np.broadcast_to(np.arange(n), sims.shape)
+            order = np.lexsort((candidates, -sims), axis=1)[:, 1:k]
+            out_idx[block, 1:] = order
+            out_sim[block, 1:] = np.take_along_axis(sims, order, axis=1)
+    return out_sim, out_idx
+
+
+def knn(
+    features: np.ndarray | torch.Tensor, k: int, *, backend: Backend = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``k`` nearest neighbours of every point among all points, self included first.
+
+    Args:
+        features: (N, d) float32, L2-normalised rows (numpy array or torch tensor on any
+            device). Similarity is the inner product.
+        k: list length including the point itself; clipped to N.
+        backend: ``"faiss"``, ``"torch"`` or ``"auto"`` (faiss when importable).
+
+    Returns:
+        ``(similarities, indices)``: numpy arrays of shape (N, min(k, N)), float32 and int64,
+        on the host. Row ``i`` starts with ``i`` itself; see the module docstring for ties.
+    """
+    n = int(features.shape[0])
+    if features.ndim != 2:
+        raise ValueError(f"features must be (N, d), got shape {tuple(features.shape)}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if n == 0:
+        return np.empty((0, 0), np.float32), np.empty((0, 0), np.int64)
+    k = min(k, n)
+    fetched = min(n, k + _TIE_MARGIN)
+    if backend == "auto":
+        backend = "faiss" if faiss_available() and _faiss_can_serve(features) else "torch"
+    if backend == "faiss":
+        similarities, indices = _search_faiss(features, fetched)
+    elif backend == "torch":
+        similarities, indices = _search_torch(features, fetched)
+    else:
+        raise ValueError(f"unknown kNN backend {backend!r} (use 'auto', 'faiss' or 'torch')")
+    return _self_first_sorted(features, similarities, indices, k)

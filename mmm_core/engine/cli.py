@@ -1,0 +1,59 @@
+"""``mmm train``: the whole method in one process, with a round table on the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from mmm_core.config import load_config
+
+__all__ = ["add_config_arguments", "configure_parser", "main"]
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config (repeatable, composed in order) and --set key.path=value (repeatable)."""
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="config file; repeat to compose (later files win)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one field, e.g. --set cluster.eps=0.5 (repeatable)",
+    )
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--out", required=True, help="run folder (metrics, config, checkpoint)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    from mmm_core.engine.loop import run_training
+
+    cfg = load_config(args.config, args.overrides)
+    started = time.perf_counter()
+    rows = run_training(
+        cfg,
+        args.out,
+        resume=args.resume,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        echo=print,
+    )
+    final = next((r for r in reversed(rows) if "rank1" in r), None)
+    print(f"finished {len(rows)} rounds in {time.perf_counter() - started:.1f} s -> {args.out}")
+    if final is not None:
+        print(
+            f"final ({'last round'}): R1 {100 * final['rank1']:.2f}  mAP {100 * final['mAP']:.2f}"
+            f"  mINP {100 * final['mINP']:.2f}"
+        )
+    return 0

@@ -1,0 +1,237 @@
+"""The per-round "update labels" phase: clustering, then memories and matching.
+
+`cluster_round` is the pipeline's cluster step (Jaccard + DBSCAN per modality, plus the CMC
+joint clustering in stage 1); `match_round` is its match step (memory initialisations, and
+in stage 2 multi-memory sub-clustering, the matching cost, Hungarian matching and the SCA
+weights). Both take the config and hand plain numbers to the kernels.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmm_core.clustering import cmc_joint_labels, dbscan_labels, jaccard_distance
+from mmm_core.clustering.subcluster import subcluster
+from mmm_core.config import Config
+from mmm_core.engine.targets import RoundTargets
+from mmm_core.evaluation.diagnostics import correspondence_diagnostics, pseudo_label_diagnostics
+from mmm_core.matching import match_clusters, match_clusters_greedy, memory_cost, sca_weights
+
+__all__ = [
+    "ClusterOutput",
+    "NoClustersError",
+    "cluster_centres",
+    "cluster_round",
+    "label_diagnostics",
+    "match_round",
+]
+
+log = logging.getLogger(__name__)
+
+
+class NoClustersError(RuntimeError):
+    """DBSCAN found no cluster in a modality: nothing to train on."""
+
+
+@dataclass
+class ClusterOutput:
+    """Pseudo-labels of one round (int64, -1 = noise), aligned with the feature rows.
+
+    ``joint_visible`` / ``joint_infrared`` are the CMC joint labels (stage 1 with CMC only),
+    numbered over all joint clusters; ``joint_both[c]`` tells whether joint cluster c holds
+    both modalities.
+    """
+
+    labels_visible: np.ndarray
+    labels_infrared: np.ndarray
+    joint_visible: np.ndarray | None = None
+    joint_infrared: np.ndarray | None = None
+    joint_both: np.ndarray | None = None
+
+    def save(self, path: str | Path) -> None:
+        arrays = {k: v for k, v in self.__dict__.items() if v is not None}
+        with open(path, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClusterOutput:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(**{name: data[name] for name in data.files})
+
+
+def _intra_labels(features: np.ndarray, cfg: Config, name: str) -> np.ndarray:
+    c = cfg.cluster
+    # Pairs farther than eps never matter to DBSCAN: not storing them saves memory.
+    distances = jaccard_distance(features, c.k1, c.k2, backend=c.knn, max_distance=c.eps)
+    labels = dbscan_labels(distances, c.eps, c.min_samples)
+    if labels.max(initial=-1) < 0:
+        raise NoClustersError(
+            f"DBSCAN found no {name} cluster among {len(features)} samples "
+            f"(eps={c.eps}, min_samples={c.min_samples}); raise cluster.eps or lower "
+            "cluster.min_samples"
+        )
+    return labels
+
+
+def cluster_round(
+    cfg: Config, stage: int, features_v: np.ndarray, features_r: np.ndarray
+) -> ClusterOutput:
+    """Intra-modality pseudo-labels, plus CMC joint labels in stage 1 when enabled."""
+    out = ClusterOutput(
+        _intra_labels(features_v, cfg, "visible"), _intra_labels(features_r, cfg, "infrared")
+    )
+    if stage == 1 and cfg.cluster.joint and cfg.loss.lambda_cmc > 0:
+        c = cfg.cluster
+        joint = cmc_joint_labels(
+            features_v,
+            features_r,
+            k1=c.joint_k1,
+            k2=c.joint_k2,
+            eps=c.joint_eps,
+            min_samples=c.min_samples,
+            backend=c.knn,
+        )
+        out.joint_visible = joint.visible_labels
+        out.joint_infrared = joint.infrared_labels
+        out.joint_both = joint.has_both
+    return out
+
+
+def cluster_centres(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Normalised mean feature of each cluster ``0..C-1``: ``(C, d)`` float32."""
+    num = int(labels.max(initial=-1)) + 1
+    keep = labels >= 0
+    sums = np.zeros((num, features.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels[keep], features[keep])
+    counts = np.bincount(labels[keep], minlength=num)[:, None]
+    means = sums / np.maximum(counts, 1)
+    norms = np.linalg.norm(means, axis=1, keepdims=True)
+    return (means / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _joint_targets(
+    features_v: np.ndarray, features_r: np.ndarray, clusters: ClusterOutput
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Joint labels renumbered over clusters holding both modalities, and their centres."""
+    assert clusters.joint_both is not None
+    both = np.flatnonzero(clusters.joint_both)
+    remap = np.full(len(clusters.joint_both) + 1, -1, dtype=np.int64)
+    remap[both] = np.arange(len(both))
+    # index -1 (noise) maps to the extra last slot, which stays -1
+    joint_v = remap[np.where(clusters.joint_visible >= 0, clusters.joint_visible, -1)]
+    joint_r = remap[np.where(clusters.joint_infrared >= 0, clusters.joint_infrared, -1)]
+    mean_v = cluster_centres(features_v, joint_v)
+    mean_r = cluster_centres(features_r, joint_r)
+    centres = mean_v + mean_r
+    centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    return joint_v, joint_r, centres.astype(np.float32)
+
+
+def match_round(
+    cfg: Config,
+    stage: int,
+    features_v: np.ndarray,
+    features_r: np.ndarray,
+    clusters: ClusterOutput,
+    *,
+    seed: int,
+) -> RoundTargets:
+    """Memory initialisations and cross-modality matching for the train step."""
+    labels_v, labels_r = clusters.labels_visible, clusters.labels_infrared
+    dim = features_v.shape[1]
+    if stage == 1:
+        targets = RoundTargets(
+            stage=1,
+            feature_dim=dim,
+            labels_visible=labels_v,
+            labels_infrared=labels_r,
+            centres_visible=cluster_centres(features_v, labels_v),
+            centres_infrared=cluster_centres(features_r, labels_r),
+        )
+        if clusters.joint_both is not None:
+            joint_v, joint_r, centres = _joint_targets(features_v, features_r, clusters)
+            targets.joint_visible, targets.joint_infrared = joint_v, joint_r
+            targets.centres_joint = centres
+        return targets
+    generator = torch.Generator().manual_seed(seed)
+    k, iters = cfg.memory.num_memories, cfg.memory.kmeans_iters
+    memory_v = subcluster(features_v, labels_v, k, iters=iters, generator=generator)
+    memory_r = subcluster(features_r, labels_r, k, iters=iters, generator=generator)
+    cost = memory_cost(
+        memory_v.centres, memory_v.mask, memory_r.centres, memory_r.mask, variant=cfg.match.cost
+    )
+    if cfg.match.assignment == "hungarian":
+        v2r, r2v = match_clusters(cost)
+    else:
+        v2r, r2v = match_clusters_greedy(cost)
+    weights_v2r, weights_r2v = sca_weights(cost, cfg.match.sca_topk, cfg.match.sca_temperature)
+    return RoundTargets(
+        stage=2,
+        feature_dim=dim,
+        labels_visible=labels_v,
+        labels_infrared=labels_r,
+        centres_visible=np.asarray(memory_v.centres, dtype=np.float32),
+        centres_infrared=np.asarray(memory_r.centres, dtype=np.float32),
+        mask_visible=np.asarray(memory_v.mask, dtype=bool),
+        mask_infrared=np.asarray(memory_r.mask, dtype=bool),
+        v2r=np.asarray(v2r, dtype=np.int64),
+        r2v=np.asarray(r2v, dtype=np.int64),
+        weights_v2r=np.asarray(weights_v2r, dtype=np.float32),
+        weights_r2v=np.asarray(weights_r2v, dtype=np.float32),
+        cost=np.asarray(cost, dtype=np.float32),
+    )
+
+
+def label_diagnostics(
+    targets: RoundTargets,
+    clusters: ClusterOutput,
+    true_visible: np.ndarray,
+    true_infrared: np.ndarray,
+) -> dict[str, float]:
+    """The round's pseudo-label metrics (SPEC section 4) under the metrics.jsonl names."""
+    v = pseudo_label_diagnostics(clusters.labels_visible, true_visible, prefix="visible")
+    r = pseudo_label_diagnostics(clusters.labels_infrared, true_infrared, prefix="infrared")
+    out = {
+        "n_clusters_visible": int(v["visible/clusters"]),
+        "n_clusters_infrared": int(r["infrared/clusters"]),
+        "noise_visible": v["visible/noise_ratio"],
+        "noise_infrared": r["infrared/noise_ratio"],
+        "ari_visible": v["visible/ari"],
+        "ari_infrared": r["infrared/ari"],
+        "ari_noise_as_class_visible": v["visible/ari_noise_as_class"],
+        "ari_noise_as_class_infrared": r["infrared/ari_noise_as_class"],
+        "nmi_visible": v["visible/nmi"],
+        "nmi_infrared": r["infrared/nmi"],
+        "correspondence_accuracy": None,
+    }
+    if targets.v2r is not None:
+        c = correspondence_diagnostics(
+            clusters.labels_visible,
+            clusters.labels_infrared,
+            true_visible,
+            true_infrared,
+            targets.v2r,
+            targets.r2v,
+        )
+        out["correspondence_accuracy"] = c["correspondence/v2r_accuracy"]
+        out["correspondence_accuracy_r2v"] = c["correspondence/r2v_accuracy"]
+        out["unified_ari"] = c["correspondence/unified_ari"]
+    elif clusters.joint_visible is not None:
+        # Stage 1: the CMC joint clusters are the correspondences (a joint cluster with both
+        # modalities pairs its visible and infrared members).
+        joint_v = np.asarray(targets.joint_visible)
+        joint_r = np.asarray(targets.joint_infrared)
+        count = int(max(joint_v.max(initial=-1), joint_r.max(initial=-1))) + 1
+        identity = np.arange(count)
+        if count:
+            c = correspondence_diagnostics(
+                joint_v, joint_r, true_visible, true_infrared, identity, identity
+            )
+            out["correspondence_accuracy"] = c["correspondence/v2r_accuracy"]
+            out["unified_ari"] = c["correspondence/unified_ari"]
+    return out

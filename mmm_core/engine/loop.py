@@ -1,0 +1,420 @@
+"""The whole method in one process: per round extract -> cluster -> match -> train -> evaluate.
+
+This is what ``mmm train`` runs and what researchers debug and ablate; the pipeline steps
+(`mmm_core.steps`) call the same building blocks over files. Every round appends one JSON
+object to ``RUN/metrics.jsonl``; ``RUN/config.yaml`` holds the resolved config and
+``RUN/checkpoint.pt`` the state after the last finished round (``--resume`` continues there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmm_core.config import Config, dump_config
+from mmm_core.data import Manifest, train_manifest
+from mmm_core.data.datasets import train_loader
+from mmm_core.data.transforms import train_transforms
+from mmm_core.engine.checkpoint import (
+    TrainingState,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from mmm_core.engine.features import extract_features, resolve_device
+from mmm_core.engine.labels import cluster_round, label_diagnostics, match_round
+from mmm_core.engine.trainer import LossWeights, Trainer
+from mmm_core.evaluation.protocols import ProtocolResult, evaluate_regdb, evaluate_sysu
+from mmm_core.models import TwoStreamAGW, build_model
+
+__all__ = [
+    "RoundContext",
+    "build_trainer",
+    "derive_seed",
+    "ensure_dataset",
+    "evaluate_model",
+    "prepare_round",
+    "run_training",
+    "stage_of_round",
+    "train_one_round",
+]
+
+log = logging.getLogger(__name__)
+
+PRIMARY_SETTING = {"sysu": "sysu/all/single", "regdb": "regdb/visible->thermal"}
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data: NumPy scalars unwrapped, NaN and infinities as None (null)."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_line(row: dict[str, Any]) -> str:
+    """One metrics.jsonl line (strict JSON, newline-terminated)."""
+    return json.dumps(jsonable(row), allow_nan=False) + "\n"
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 31-bit seed for one purpose (round, stream, rank) derived from the run seed."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def stage_of_round(cfg: Config, round_index: int) -> int:
+    return 1 if round_index < cfg.train.stage1_rounds else 2
+
+
+def ensure_dataset(cfg: Config) -> Path:
+    """The dataset root; a synthetic one is generated first when configured and missing."""
+    root = Path(cfg.data.root)
+    synthetic = cfg.data.synthetic
+    if synthetic.enabled and not root.exists():
+        from mmm_core.data import synthetic as synth
+
+        generate = synth.generate_sysu if cfg.data.format == "sysu" else synth.generate_regdb
+        log.info("generating a synthetic %s dataset at %s", cfg.data.format, root)
+        generate(root, ids=synthetic.ids, seed=synthetic.seed, preset=synthetic.preset)
+    return root
+
+
+def build_network(cfg: Config, device: torch.device) -> TwoStreamAGW:
+    model = build_model(
+        cfg.model.arch,
+        cfg.model.pretrained,
+        non_local=cfg.model.non_local,
+        gem_p=cfg.model.gem_p,
+        last_stride=cfg.model.last_stride,
+    )
+    return model.to(device)
+
+
+def build_trainer(cfg: Config, model: torch.nn.Module, device: torch.device) -> Trainer:
+    return Trainer(
+        model,
+        device,
+        lr=cfg.train.lr,
+        weight_decay=cfg.train.weight_decay,
+        step_size=cfg.train.step_size,
+        gamma=cfg.train.gamma,
+        temperature=cfg.memory.temperature,
+        momentum=cfg.memory.momentum,
+        weights=LossWeights(cfg.loss.lambda_cmc, cfg.loss.lambda_cross, cfg.loss.lambda_sca),
+        amp=cfg.train.amp,
+    )
+
+
+def extract_train_features(
+    cfg: Config, model: TwoStreamAGW, manifest: Manifest, device: torch.device, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flip-averaged, normalised features of the visible and infrared training images."""
+    out = []
+    for name in ("visible", "infrared"):
+        out.append(
+            extract_features(
+                model,
+                manifest.modality(name).full_paths(),
+                name,
+                height=cfg.data.height,
+                width=cfg.data.width,
+                device=device,
+                batch_size=cfg.train.batch_size_eval,
+                flip=cfg.eval.flip,
+                workers=cfg.data.workers,
+                progress=progress,
+                desc=f"extract {name}",
+            )
+        )
+    return out[0], out[1]
+
+
+def make_extractor(
+    cfg: Config, model: TwoStreamAGW, device: torch.device, progress: bool = False
+) -> Callable[[list[str], str], np.ndarray]:
+    """``(paths, modality) -> features`` for the protocols (each modality through its stem)."""
+
+    def extract(paths: list[str], modality: str) -> np.ndarray:
+        return extract_features(
+            model,
+            paths,
+            modality,
+            height=cfg.data.height,
+            width=cfg.data.width,
+            device=device,
+            batch_size=cfg.train.batch_size_eval,
+            flip=cfg.eval.flip,
+            workers=cfg.data.workers,
+            progress=progress,
+            desc=f"test {modality}",
+        )
+
+    return extract
+
+
+def evaluate_model(
+    cfg: Config, model: TwoStreamAGW, root: Path, device: torch.device, progress: bool = False
+) -> ProtocolResult:
+    """The dataset's protocols (SPEC section 4) on the current model."""
+    extract = make_extractor(cfg, model, device, progress)
+    if cfg.data.format == "sysu":
+        return evaluate_sysu(
+            extract, root, cfg.eval.sysu_modes, cfg.eval.sysu_shots, cfg.eval.trials
+        )
+    return evaluate_regdb(extract, root, cfg.data.trial)
+
+
+@dataclass
+class RoundContext:
+    """What one round needs besides the config: data, network, trainer, where to log."""
+
+    cfg: Config
+    root: Path
+    manifest: Manifest
+    model: TwoStreamAGW
+    trainer: Trainer
+    device: torch.device
+    progress: bool = False
+
+
+def prepare_round(ctx: RoundContext, round_index: int) -> dict[str, Any]:
+    """Extract, cluster and match; returns the targets and the round's diagnostics."""
+    cfg = ctx.cfg
+    stage = stage_of_round(cfg, round_index)
+    started = time.perf_counter()
+    features_v, features_r = extract_train_features(
+        cfg, ctx.model, ctx.manifest, ctx.device, ctx.progress
+    )
+    extracted = time.perf_counter()
+    clusters = cluster_round(cfg, stage, features_v, features_r)
+    clustered = time.perf_counter()
+    targets = match_round(
+        cfg, stage, features_v, features_r, clusters, seed=derive_seed(cfg.seed, round_index, 2)
+    )
+    matched = time.perf_counter()
+    visible, infrared = ctx.manifest.modality("visible"), ctx.manifest.modality("infrared")
+    metrics = label_diagnostics(targets, clusters, visible.pids, infrared.pids)
+    metrics.update(
+        time_extract=extracted - started,
+        time_cluster=clustered - extracted,
+        time_match=matched - clustered,
+    )
+    return {"targets": targets, "metrics": metrics}
+
+
+def train_one_round(ctx: RoundContext, round_index: int, targets: Any) -> dict[str, float]:
+    """The training iterations of one round (memories built from `targets`)."""
+    cfg, trainer = ctx.cfg, ctx.trainer
+    started = time.perf_counter()
+    torch.manual_seed(derive_seed(cfg.seed, round_index, 3))
+    views = train_transforms(
+        cfg.data.height,
+        cfg.data.width,
+        pad=cfg.augment.pad,
+        flip_p=cfg.augment.flip_p,
+        erasing_p=cfg.augment.erasing_p,
+        channel_exchange=cfg.augment.channel_exchange,
+    )
+    visible, infrared = ctx.manifest.modality("visible"), ctx.manifest.modality("infrared")
+    from mmm_core.engine import distributed
+
+    rank = distributed.rank()
+    loaders = []
+    for subset, labels, view_list, ids, instances, stream in (
+        (
+            visible,
+            targets.labels_visible,
+            [views["visible"], views["visible_exchange"]],
+            cfg.sampler.visible_ids,
+            cfg.sampler.visible_instances,
+            4,
+        ),
+        (
+            infrared,
+            targets.labels_infrared,
+            [views["infrared"]],
+            cfg.sampler.infrared_ids,
+            cfg.sampler.infrared_instances,
+            5,
+        ),
+    ):
+        loaders.append(
+            train_loader(
+                subset.full_paths(),
+                labels,
+                subset.camids,
+                view_list,
+                num_ids=ids,
+                num_instances=instances,
+                num_batches=cfg.train.iters_per_round,
+                seed=derive_seed(cfg.seed, round_index, stream, rank),
+                workers=cfg.data.workers,
+                camera_aware=cfg.sampler.camera_aware,
+            )
+        )
+    trainer.start_round(targets)
+    losses = trainer.train_round(
+        loaders[0],
+        loaders[1],
+        cfg.train.iters_per_round,
+        progress=ctx.progress,
+        desc=f"round {round_index} train",
+    )
+    trainer.end_round()
+    losses["time_train"] = time.perf_counter() - started
+    losses["lr"] = float(trainer.optimizer.param_groups[0]["lr"]) if trainer.optimizer else 0.0
+    return losses
+
+
+def should_evaluate(cfg: Config, round_index: int) -> bool:
+    total = cfg.train.stage1_rounds + cfg.train.stage2_rounds
+    last = round_index == total - 1
+    return last or (cfg.eval.every > 0 and (round_index + 1) % cfg.eval.every == 0)
+
+
+def summary_metrics(cfg: Config, result: ProtocolResult) -> dict[str, float]:
+    """rank1/5/10/20, mAP, mINP of the primary setting, plus every setting under its name."""
+    primary = result.summary(PRIMARY_SETTING[cfg.data.format])
+    out = {
+        "rank1": primary["rank1"],
+        "rank5": primary["rank5"],
+        "rank10": primary["rank10"],
+        "rank20": primary["rank20"],
+        "mAP": primary["mAP"],
+        "mINP": primary["mINP"],
+    }
+    out.update(result.metrics())
+    return out
+
+
+def state_of(trainer: Trainer, model: torch.nn.Module, next_round: int) -> TrainingState:
+    return TrainingState(
+        next_round=next_round,
+        stage=trainer.stage,
+        model=model.state_dict(),
+        optimizer=trainer.optimizer.state_dict() if trainer.optimizer else None,
+        scheduler=trainer.scheduler.state_dict() if trainer.scheduler else None,
+        rng=capture_rng(),
+        arch=getattr(model, "arch", ""),
+        feature_dim=getattr(model, "feature_dim", 0),
+    )
+
+
+def restore_state(
+    trainer: Trainer, model: torch.nn.Module, state: TrainingState, stage: int
+) -> None:
+    """Load the model and RNG states; continue the optimiser only within the same stage.
+
+    A new stage starts with a fresh optimiser and schedule (SPEC section 5).
+    """
+    model.load_state_dict(state.model)
+    restore_rng(state.rng)
+    trainer.start_stage(stage)
+    if state.stage == stage and state.optimizer is not None:
+        trainer.optimizer.load_state_dict(state.optimizer)
+        if state.scheduler is not None:
+            trainer.scheduler.load_state_dict(state.scheduler)
+
+
+def format_row(row: dict[str, Any]) -> str:
+    def pct(key: str) -> str:
+        value = row.get(key)
+        return f"{100 * value:6.2f}" if isinstance(value, float) else "     -"
+
+    return (
+        f"{row['round']:>5} {row['stage']:>5} {row['n_clusters_visible']:>6} "
+        f"{row['n_clusters_infrared']:>6} {100 * row['noise_visible']:>6.1f} "
+        f"{100 * row['noise_infrared']:>6.1f} {row['ari_visible']:>6.3f} "
+        f"{row['ari_infrared']:>6.3f} {pct('correspondence_accuracy')} {row['loss']:>7.3f} "
+        f"{pct('rank1')} {pct('mAP')} {pct('mINP')}"
+    )
+
+
+TABLE_HEADER = (
+    "round stage  C_vis   C_ir  noiseV noiseR  ARI_V  ARI_R  corr%    loss     R1    mAP   mINP"
+)
+
+
+def run_training(
+    cfg: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train the method end to end; returns the per-round metric rows (also in metrics.jsonl).
+
+    `echo` receives the round table line by line (the CLI passes ``print``).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out / "config.yaml")
+    seed_everything(cfg.seed)
+    root = ensure_dataset(cfg)
+    manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
+    manifest.write(out / "manifest.tsv")
+    device = resolve_device(cfg.train.device)
+    model = build_network(cfg, device)
+    trainer = build_trainer(cfg, model, device)
+    ctx = RoundContext(cfg, root, manifest, model, trainer, device, progress)
+    total = cfg.train.stage1_rounds + cfg.train.stage2_rounds
+    metrics_path = out / "metrics.jsonl"
+    checkpoint_path = out / "checkpoint.pt"
+    start = 0
+    rows: list[dict[str, Any]] = []
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        start = state.next_round
+        restore_state(trainer, model, state, stage_of_round(cfg, min(start, total - 1)))
+        if metrics_path.exists():
+            rows = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+            rows = rows[:start]
+        log.info("resuming at round %d of %d", start, total)
+    metrics_path.write_text("".join(json_line(r) for r in rows))
+    if echo:
+        echo(TABLE_HEADER)
+        for row in rows:
+            echo(format_row(row))
+    for round_index in range(start, total):
+        stage = stage_of_round(cfg, round_index)
+        if trainer.stage != stage:
+            trainer.start_stage(stage)
+        prepared = prepare_round(ctx, round_index)
+        row: dict[str, Any] = {"round": round_index, "stage": stage, **prepared["metrics"]}
+        row.update(train_one_round(ctx, round_index, prepared["targets"]))
+        if should_evaluate(cfg, round_index):
+            started = time.perf_counter()
+            result = evaluate_model(cfg, model, root, device, progress)
+            row.update(summary_metrics(cfg, result))
+            row["time_evaluate"] = time.perf_counter() - started
+            (out / "evaluation.json").write_text(result.to_json())
+        save_checkpoint(checkpoint_path, state_of(trainer, model, round_index + 1))
+        rows.append(row)
+        with metrics_path.open("a") as handle:
+            handle.write(json_line(row))
+        if echo:
+            echo(format_row(row))
+    return rows

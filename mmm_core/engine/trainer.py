@@ -1,0 +1,281 @@
+"""One training round of either stage, with a visible lifecycle.
+
+`Trainer` owns the model, the optimiser and the scheduler of the current stage. A round is
+``start_round(targets)`` -> ``iters`` x (`training_step` -> optimiser step -> memory update)
+-> ``end_round()``; `training_step` is the one method to override for a new loss.
+
+Stage 1 (CMC): ``NCE(f^v; M^v) + NCE(f^r; M^r) + lambda_cmc (NCE(f^v; M^j) + NCE(f^r; M^j))``.
+Stage 2 (MMLM + SCA): ``L_MML^v + L_MML^r + lambda_cross L_cross + lambda_sca L_SCA``.
+Memories are updated explicitly after ``optimizer.step()`` (never inside backward).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from mmm_core.engine import distributed
+from mmm_core.engine.targets import RoundTargets
+from mmm_core.losses import cluster_nce, cross_modality_loss, multi_memory_loss, sca_loss
+from mmm_core.memory import ClusterMemory, MultiMemory
+
+__all__ = ["LossWeights", "Memories", "Trainer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    lambda_cmc: float = 1.0
+    lambda_cross: float = 1.0
+    lambda_sca: float = 0.5
+
+
+@dataclass
+class Memories:
+    """The round's memory banks (rebuilt from clustering at the start of every round)."""
+
+    visible: ClusterMemory | MultiMemory
+    infrared: ClusterMemory | MultiMemory
+    joint: ClusterMemory | None = None
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # views (B, V, 3, H, W), labels, index
+
+
+class Trainer:
+    """Trains `model` round by round. Devices are arguments; nothing moves implicitly.
+
+    Args:
+        model: the two-stream network (already on `device`; DDP-wrapped by the caller if any).
+        device: where batches and memories live.
+        lr, weight_decay, step_size, gamma: Adam and StepLR (stepped once per round).
+        temperature, momentum: memory temperature tau and momentum mu.
+        weights: loss weights.
+        amp: mixed precision on CUDA (ignored on CPU).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        *,
+        lr: float = 3.5e-4,
+        weight_decay: float = 5e-4,
+        step_size: int = 20,
+        gamma: float = 0.1,
+        temperature: float = 0.05,
+        momentum: float = 0.1,
+        weights: LossWeights | None = None,
+        amp: bool = True,
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.step_size = step_size
+        self.gamma = gamma
+        self.temperature = temperature
+        self.momentum = momentum
+        self.weights = weights or LossWeights()
+        self.amp = amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.stage = 0
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.memories: Memories | None = None
+        self.targets: RoundTargets | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start_stage(self, stage: int) -> None:
+        """A fresh optimiser and schedule: they restart at the beginning of each stage."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=self.step_size, gamma=self.gamma
+        )
+        self.stage = stage
+
+    def start_round(self, targets: RoundTargets) -> None:
+        """Build the round's memory banks from the clustering / matching targets."""
+        if targets.stage != self.stage:
+            raise ValueError(f"targets are for stage {targets.stage}, trainer is in {self.stage}")
+        self.targets = targets
+        self.memories = build_memories(targets, self.temperature, self.momentum, self.device)
+
+    def end_round(self) -> None:
+        assert self.scheduler is not None
+        self.scheduler.step()
+        self.memories = None
+        self.targets = None
+
+    # ---------------------------------------------------------------- steps
+
+    def training_step(self, visible: Batch, infrared: Batch) -> dict[str, torch.Tensor]:
+        """Losses of one iteration (a dict whose "loss" entry is optimised).
+
+        Also returns the detached normalised features and labels under "_features_*" /
+        "_labels_*" for the memory update.
+        """
+        assert self.memories is not None and self.targets is not None
+        views_v, labels_v, index_v = (t.to(self.device, non_blocking=True) for t in visible)
+        views_r, labels_r, index_r = (t.to(self.device, non_blocking=True) for t in infrared)
+        num_views = views_v.shape[1]
+        images = torch.cat([views_v.flatten(0, 1), views_r.flatten(0, 1)])
+        modality = torch.cat(
+            [
+                torch.zeros(views_v.shape[0] * num_views, dtype=torch.long),
+                torch.ones(views_r.shape[0] * views_r.shape[1], dtype=torch.long),
+            ]
+        ).to(self.device)
+        labels_v = labels_v.repeat_interleave(num_views)
+        index_v = index_v.repeat_interleave(num_views)
+        labels_r = labels_r.repeat_interleave(views_r.shape[1])
+        index_r = index_r.repeat_interleave(views_r.shape[1])
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
+        with autocast:
+            output = self.model(images, modality)
+        features = F.normalize(output.neck.float(), dim=1)
+        features_v, features_r = features.split([len(labels_v), len(labels_r)])
+        memories, targets, tau = self.memories, self.targets, self.temperature
+        losses: dict[str, torch.Tensor] = {}
+        if targets.stage == 1:
+            losses["visible"] = cluster_nce(features_v, memories.visible.vectors, labels_v, tau)
+            losses["infrared"] = cluster_nce(features_r, memories.infrared.vectors, labels_r, tau)
+            total = losses["visible"] + losses["infrared"]
+            if memories.joint is not None and self.weights.lambda_cmc > 0:
+                joint_v = torch.as_tensor(targets.joint_visible, device=self.device)[index_v]
+                joint_r = torch.as_tensor(targets.joint_infrared, device=self.device)[index_r]
+                losses["cmc"] = cluster_nce(
+                    features_v, memories.joint.vectors, joint_v, tau
+                ) + cluster_nce(features_r, memories.joint.vectors, joint_r, tau)
+                total = total + self.weights.lambda_cmc * losses["cmc"]
+                losses["_labels_joint_v"], losses["_labels_joint_r"] = joint_v, joint_r
+        else:
+            mem_v, mem_r = memories.visible, memories.infrared
+            assert isinstance(mem_v, MultiMemory) and isinstance(mem_r, MultiMemory)
+            losses["visible"] = multi_memory_loss(
+                features_v, mem_v.vectors, mem_v.mask, labels_v, tau
+            )
+            losses["infrared"] = multi_memory_loss(
+                features_r, mem_r.vectors, mem_r.mask, labels_r, tau
+            )
+            total = losses["visible"] + losses["infrared"]
+            if self.weights.lambda_cross > 0:
+                v2r = torch.as_tensor(targets.v2r, device=self.device)
+                r2v = torch.as_tensor(targets.r2v, device=self.device)
+                losses["cross"] = cross_modality_loss(
+                    features_v,
+                    labels_v,
+                    mem_r.vectors,
+                    mem_r.mask,
+                    v2r,
+                    features_r,
+                    labels_r,
+                    mem_v.vectors,
+                    mem_v.mask,
+                    r2v,
+                    tau,
+                )
+                total = total + self.weights.lambda_cross * losses["cross"]
+            if self.weights.lambda_sca > 0:
+                losses["sca"] = sca_loss(
+                    features_v,
+                    labels_v,
+                    features_r,
+                    labels_r,
+                    torch.as_tensor(targets.weights_v2r, device=self.device),
+                    torch.as_tensor(targets.weights_r2v, device=self.device),
+                    mem_v.mean_memories(),
+                    mem_r.mean_memories(),
+                )
+                total = total + self.weights.lambda_sca * losses["sca"]
+        losses["loss"] = total
+        losses["_features_v"], losses["_features_r"] = features_v.detach(), features_r.detach()
+        losses["_labels_v"], losses["_labels_r"] = labels_v, labels_r
+        return losses
+
+    def update_memories(self, losses: dict[str, torch.Tensor]) -> None:
+        """The explicit memory update, after the optimiser step; identical on every rank."""
+        assert self.memories is not None
+        gather = distributed.all_gather_cat
+        features_v, features_r = gather(losses["_features_v"]), gather(losses["_features_r"])
+        labels_v, labels_r = gather(losses["_labels_v"]), gather(losses["_labels_r"])
+        self.memories.visible.update(features_v, labels_v)
+        self.memories.infrared.update(features_r, labels_r)
+        if self.memories.joint is not None and "_labels_joint_v" in losses:
+            joint_features = torch.cat([features_v, features_r])
+            joint_labels = torch.cat(
+                [gather(losses["_labels_joint_v"]), gather(losses["_labels_joint_r"])]
+            )
+            self.memories.joint.update(joint_features, joint_labels)
+
+    def train_round(
+        self,
+        visible_batches: Iterable[Batch],
+        infrared_batches: Iterable[Batch],
+        iters: int,
+        *,
+        progress: bool = False,
+        desc: str = "train",
+    ) -> dict[str, float]:
+        """Run `iters` iterations; returns the mean of every loss component."""
+        assert self.optimizer is not None
+        self.model.train()
+        sums: dict[str, float] = {}
+        steps = 0
+        pairs = zip(visible_batches, infrared_batches, strict=False)
+        bar = tqdm(pairs, total=iters, desc=desc, disable=not progress, leave=False)
+        for visible, infrared in bar:
+            losses = self.training_step(visible, infrared)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(losses["loss"]).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            with torch.no_grad():
+                self.update_memories(losses)
+            for key, value in losses.items():
+                if not key.startswith("_"):
+                    sums[key] = sums.get(key, 0.0) + float(value.detach())
+            steps += 1
+            if progress:
+                bar.set_postfix(loss=f"{float(losses['loss']):.3f}")
+            if steps >= iters:
+                break
+        if steps == 0:
+            raise RuntimeError("no training batch was produced")
+        return {f"loss_{k}" if k != "loss" else "loss": v / steps for k, v in sums.items()}
+
+
+def build_memories(
+    targets: RoundTargets, temperature: float, momentum: float, device: torch.device
+) -> Memories:
+    """Memory banks initialised from the round's targets, on `device`."""
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(array, device=device)
+
+    dim = targets.feature_dim
+    if targets.stage == 1:
+        visible = ClusterMemory(dim, temperature, momentum).to(device)
+        visible.reset(tensor(targets.centres_visible))
+        infrared = ClusterMemory(dim, temperature, momentum).to(device)
+        infrared.reset(tensor(targets.centres_infrared))
+        joint = None
+        if targets.centres_joint is not None and len(targets.centres_joint):
+            joint = ClusterMemory(dim, temperature, momentum).to(device)
+            joint.reset(tensor(targets.centres_joint))
+        return Memories(visible, infrared, joint)
+    visible = MultiMemory(dim, temperature, momentum).to(device)
+    visible.reset(tensor(targets.centres_visible), tensor(targets.mask_visible))
+    infrared = MultiMemory(dim, temperature, momentum).to(device)
+    infrared.reset(tensor(targets.centres_infrared), tensor(targets.mask_infrared))
+    return Memories(visible, infrared)

@@ -1,0 +1,85 @@
+"""``mmm step NAME ...``: run one pipeline step on files (what each KFP component does)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from mmm_core.steps import STEPS
+from mmm_core.steps.common import write_json
+
+__all__ = ["configure_parser", "main"]
+
+# step -> [(argument, help)]; every step also takes --out-metrics.
+ARGUMENTS: dict[str, list[tuple[str, str]]] = {
+    "start": [
+        ("--out-config", "resolved config.yaml to write"),
+        ("--out-manifest", "manifest.tsv to write"),
+        ("--out-checkpoint", "initial checkpoint.pt to write"),
+    ],
+    "extract": [
+        ("--config", "resolved config.yaml"),
+        ("--manifest", "manifest.tsv"),
+        ("--checkpoint", "checkpoint.pt"),
+        ("--out-features", "features.npz to write"),
+    ],
+    "cluster": [
+        ("--config", "resolved config.yaml"),
+        ("--features", "features.npz"),
+        ("--out-labels", "labels.npz to write"),
+    ],
+    "match": [
+        ("--config", "resolved config.yaml"),
+        ("--manifest", "manifest.tsv"),
+        ("--features", "features.npz"),
+        ("--labels", "labels.npz"),
+        ("--out-targets", "targets.npz to write"),
+    ],
+    "train": [
+        ("--config", "resolved config.yaml"),
+        ("--manifest", "manifest.tsv"),
+        ("--checkpoint", "checkpoint.pt"),
+        ("--targets", "targets.npz"),
+        ("--out-checkpoint", "checkpoint.pt to write"),
+    ],
+    "evaluate": [
+        ("--config", "resolved config.yaml"),
+        ("--checkpoint", "checkpoint.pt"),
+        ("--out-result", "evaluation JSON to write (per trial)"),
+    ],
+}
+ROUND_STEPS = ("cluster", "match", "train")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
+    for name in STEPS:
+        step = sub.add_parser(name, help=f"the {name} step")
+        if name == "start":
+            from mmm_core.engine.cli import add_config_arguments
+
+            add_config_arguments(step)
+        for flag, help_text in ARGUMENTS[name]:
+            step.add_argument(flag, required=True, help=help_text)
+        if name in ROUND_STEPS:
+            step.add_argument("--round", type=int, required=True, help="round index (0-based)")
+        step.add_argument("--out-metrics", help="metrics.json to write")
+
+
+def main(args: argparse.Namespace) -> int:
+    module = importlib.import_module(f"mmm_core.steps.{args.step}")
+    values = vars(args)
+    if args.step == "start":
+        metrics = module.run(
+            args.config, args.overrides, args.out_config, args.out_manifest, args.out_checkpoint
+        )
+    else:
+        positional = [values[flag[2:].replace("-", "_")] for flag, _ in ARGUMENTS[args.step]]
+        if args.step in ROUND_STEPS:
+            positional.insert(len(positional) - 1, args.round)
+        metrics = module.run(*positional)
+    if args.out_metrics:
+        write_json(args.out_metrics, metrics)
+    for key, value in sorted(metrics.items()):
+        print(f"{key}: {value}")
+    return 0

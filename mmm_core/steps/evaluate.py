@@ -1,0 +1,73 @@
+"""Step "evaluate" (GPU): checkpoint -> metrics of the dataset's protocols, ranked-list picture."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mmm_core.engine.checkpoint import load_checkpoint
+from mmm_core.engine.features import resolve_device
+from mmm_core.engine.loop import (
+    build_network,
+    evaluate_model,
+    json_line,
+    should_evaluate,
+    stage_of_round,
+    summary_metrics,
+)
+from mmm_core.steps.common import read_config, read_json
+
+__all__ = ["run", "run_round"]
+
+
+def run(
+    config_path: str | Path,
+    checkpoint_path: str | Path,
+    out_result: str | Path,
+    *,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Evaluate; writes the full per-trial result JSON to `out_result`, returns the summary."""
+    started = time.perf_counter()
+    cfg = read_config(config_path)
+    device = resolve_device(cfg.train.device)
+    model = build_network(cfg.replace(**{"model.pretrained": "none"}), device)
+    model.load_state_dict(load_checkpoint(checkpoint_path, map_location=device).model)
+    result = evaluate_model(cfg, model, Path(cfg.data.root), device, progress)
+    Path(out_result).write_text(result.to_json())
+    metrics = summary_metrics(cfg, result)
+    metrics["time_evaluate"] = time.perf_counter() - started
+    return metrics
+
+
+def run_round(
+    config_path: str | Path,
+    checkpoint_path: str | Path,
+    round_index: int,
+    history_path: str | Path,
+    metrics_paths: Sequence[str | Path],
+    out_history: str | Path,
+    out_result: str | Path,
+    *,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Close a round: evaluate when due, and append the round's row to the history.
+
+    The row merges the metrics files of the round's steps (extract, cluster, match, train)
+    and the evaluation summary; `out_history` is `history_path` plus that row (JSON lines,
+    the same keys as ``mmm train`` writes to metrics.jsonl). When no evaluation is due,
+    `out_result` is written as ``{}``.
+    """
+    cfg = read_config(config_path)
+    row: dict[str, Any] = {"round": round_index, "stage": stage_of_round(cfg, round_index)}
+    for path in metrics_paths:
+        row.update(read_json(path))
+    if should_evaluate(cfg, round_index):
+        row.update(run(config_path, checkpoint_path, out_result, progress=progress))
+    else:
+        Path(out_result).write_text("{}")
+    history = Path(history_path).read_text() if Path(history_path).exists() else ""
+    Path(out_history).write_text(history + json_line(row))
+    return row

@@ -1,0 +1,84 @@
+"""Step "start": resolve the config, read the dataset, initialise the network.
+
+Outputs: config.yaml, manifest.tsv, checkpoint.pt (round 0, no optimiser state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from mmm_core.config import dump_config, load_config
+from mmm_core.data import train_manifest
+from mmm_core.engine.checkpoint import TrainingState, save_checkpoint
+from mmm_core.engine.loop import build_network, ensure_dataset, seed_everything
+
+__all__ = ["PARAMETER_KEYS", "parameter_overrides", "run"]
+
+# Pipeline parameters (shown in the KFP UI) -> config keys. An empty value keeps the config
+# file's value; anything else is reachable through the pipeline's `overrides` list.
+PARAMETER_KEYS = {
+    "data_root": "data.root",
+    "data_trial": "data.trial",
+    "seed": "seed",
+    "device": "train.device",
+    "iters_per_round": "train.iters_per_round",
+    "lr": "train.lr",
+    "cluster_eps": "cluster.eps",
+    "cluster_k1": "cluster.k1",
+    "cluster_k2": "cluster.k2",
+    "joint_eps": "cluster.joint_eps",
+    "num_memories": "memory.num_memories",
+    "match_cost": "match.cost",
+    "match_assignment": "match.assignment",
+    "lambda_cmc": "loss.lambda_cmc",
+    "lambda_cross": "loss.lambda_cross",
+    "lambda_sca": "loss.lambda_sca",
+    "eval_every": "eval.every",
+}
+
+
+def parameter_overrides(parameters: dict[str, object], rounds: tuple[int, int]) -> list[str]:
+    """``key=value`` overrides: the compiled round counts, then every non-empty parameter."""
+    unknown = set(parameters) - set(PARAMETER_KEYS)
+    if unknown:
+        raise ValueError(f"unknown pipeline parameters {sorted(unknown)}")
+    overrides = [f"train.stage1_rounds={rounds[0]}", f"train.stage2_rounds={rounds[1]}"]
+    for name, key in PARAMETER_KEYS.items():
+        value = parameters.get(name, "")
+        if str(value) != "":
+            overrides.append(f"{key}={value}")
+    return overrides
+
+
+def run(
+    config_paths: Sequence[str | Path],
+    overrides: Sequence[str],
+    out_config: str | Path,
+    out_manifest: str | Path,
+    out_checkpoint: str | Path,
+    out_history: str | Path | None = None,
+) -> dict[str, float]:
+    """Outputs config.yaml, manifest.tsv, checkpoint.pt and an empty history (metrics.jsonl)."""
+    cfg = load_config(list(config_paths), overrides)
+    dump_config(cfg, out_config)
+    root = ensure_dataset(cfg)
+    manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
+    manifest.write(out_manifest)
+    seed_everything(cfg.seed)
+    model = build_network(cfg, torch.device("cpu"))
+    save_checkpoint(
+        out_checkpoint,
+        TrainingState(
+            next_round=0,
+            stage=0,
+            model=model.state_dict(),
+            arch=model.arch,
+            feature_dim=model.feature_dim,
+        ),
+    )
+    if out_history is not None:
+        Path(out_history).write_text("")
+    return {f"data_{k}": float(v) for k, v in manifest.summary().items()}

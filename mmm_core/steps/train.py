@@ -1,0 +1,100 @@
+"""Step "train" (GPU): checkpoint + targets -> new checkpoint after one round's iterations.
+
+Runs data-parallel when launched by torchrun (``torchrun --nproc_per_node N -m
+mmm_core.steps.train ...``): gloo on CPU, NCCL on CUDA; rank 0 writes the outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mmm_core.data import Manifest
+from mmm_core.engine import distributed
+from mmm_core.engine.checkpoint import load_checkpoint, save_checkpoint
+from mmm_core.engine.features import resolve_device
+from mmm_core.engine.loop import (
+    RoundContext,
+    build_network,
+    build_trainer,
+    restore_state,
+    stage_of_round,
+    state_of,
+    train_one_round,
+)
+from mmm_core.engine.targets import RoundTargets
+from mmm_core.steps.common import read_config, write_json
+
+__all__ = ["run"]
+
+
+def run(
+    config_path: str | Path,
+    manifest_path: str | Path,
+    checkpoint_path: str | Path,
+    targets_path: str | Path,
+    round_index: int,
+    out_checkpoint: str | Path,
+    *,
+    progress: bool = False,
+) -> dict[str, float]:
+    cfg = read_config(config_path)
+    device = resolve_device(cfg.train.device)
+    ddp = distributed.init_from_environment(device.type)
+    if ddp and device.type == "cuda":
+        import os
+
+        device = resolve_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    manifest = Manifest.read(manifest_path, cfg.data.root)
+    targets = RoundTargets.load(targets_path)
+    state = load_checkpoint(checkpoint_path, map_location=device)
+    if state.next_round != round_index:
+        raise ValueError(
+            f"{checkpoint_path}: checkpoint is at round {state.next_round}, step asked for "
+            f"round {round_index}"
+        )
+    model = build_network(cfg.replace(**{"model.pretrained": "none"}), device)
+    network = model
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        network = DistributedDataParallel(model, device_ids=ids)
+    trainer = build_trainer(cfg, network, device)
+    stage = stage_of_round(cfg, round_index)
+    restore_state(trainer, model, state, stage)
+    ctx = RoundContext(cfg, Path(cfg.data.root), manifest, model, trainer, device, progress)
+    losses = train_one_round(ctx, round_index, targets)
+    if distributed.rank() == 0:
+        save_checkpoint(out_checkpoint, state_of(trainer, model, round_index + 1))
+    losses["world_size"] = float(distributed.world_size())
+    return losses
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for torchrun: the same arguments as ``mmm step train``."""
+    parser = argparse.ArgumentParser(prog="mmm_core.steps.train")
+    for name in ("config", "manifest", "checkpoint", "targets", "out-checkpoint"):
+        parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--round", type=int, required=True)
+    parser.add_argument("--out-metrics")
+    args = parser.parse_args(argv)
+    try:
+        metrics = run(
+            args.config,
+            args.manifest,
+            args.checkpoint,
+            args.targets,
+            args.round,
+            args.out_checkpoint,
+        )
+        if args.out_metrics and distributed.rank() == 0:
+            write_json(args.out_metrics, metrics)
+    finally:
+        distributed.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""KFP pipelines: training (unrolled rounds), sweeps, scheduled retraining; compile script."""

@@ -1,0 +1,52 @@
+"""Compile the pipelines to ``pipelines/compiled/*.yaml`` (``make compile``).
+
+The compiled files are committed so that a user can upload them in the KFP UI without a
+Python environment; ``tests/pipelines`` fails when they differ from a fresh compile.
+"""
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from kfp import compiler
+
+from pipelines.training import build_training_pipeline
+
+COMPILED = Path(__file__).resolve().parent / "compiled"
+
+# file name -> (stage-1 rounds, stage-2 rounds, pipeline name)
+TRAINING_VARIANTS = {
+    "training-50x50.yaml": (50, 50, "mmm-training-50x50"),
+    "training-3x3.yaml": (3, 3, "mmm-training-3x3"),
+}
+
+
+def compile_all(out_dir: Path = COMPILED) -> list[Path]:
+    """Write every compiled pipeline into `out_dir`; returns the paths written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, (stage1, stage2, pipeline_name) in TRAINING_VARIANTS.items():
+        path = out_dir / name
+        compiler.Compiler().compile(
+            build_training_pipeline(stage1, stage2, pipeline_name), str(path)
+        )
+        written.append(path)
+    return written
+
+
+def compile_to_temporary() -> dict[str, str]:
+    """A fresh compile, as {file name: text}, without touching the committed files."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return {p.name: p.read_text() for p in compile_all(Path(tmp))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=COMPILED, help="output folder")
+    args = parser.parse_args()
+    for path in compile_all(args.out):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

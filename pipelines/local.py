@@ -1,0 +1,150 @@
+"""``mmm run``: the training pipeline executed on this machine by ``kfp.local.SubprocessRunner``.
+
+The same pipeline function a cluster runs, with every step as a subprocess of the current
+Python environment: no Kubernetes, no Docker, no servers. Step output is kept in
+``RUN/pipeline.log``; the round table is printed as rounds finish, and the history artifact is
+copied to ``RUN/metrics.jsonl`` (the same keys as ``mmm train``).
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from mmm_core.config import dump_config, load_config
+from mmm_core.engine.cli import add_config_arguments
+
+__all__ = ["configure_parser", "main", "run_local"]
+
+
+def _resolve_paths(cfg):
+    """Absolute dataset root, so that every step finds it whatever its working directory."""
+    root = cfg.data.root
+    if "://" in root:
+        return cfg
+    return cfg.replace(**{"data.root": str(Path(root).resolve())})
+
+
+class _HistoryWatcher(threading.Thread):
+    """Prints each round's row as soon as its evaluate step has written the history."""
+
+    def __init__(self, pipeline_root: Path, emit) -> None:
+        super().__init__(daemon=True)
+        self.pipeline_root = pipeline_root
+        self.emit = emit
+        self.printed = 0
+        self.stopped = threading.Event()
+
+    def poll(self) -> None:
+        histories = sorted(self.pipeline_root.glob("*/*/new_history"), key=os.path.getmtime)
+        if not histories:
+            return
+        lines = histories[-1].read_text().splitlines()
+        while self.printed < len(lines):
+            self.emit(json.loads(lines[self.printed]))
+            self.printed += 1
+
+    def run(self) -> None:
+        while not self.stopped.wait(1.0):
+            with contextlib.suppress(OSError, ValueError):
+                self.poll()
+
+
+@contextlib.contextmanager
+def _output_to(log_path: Path):
+    """Send this process's output, and its children's, to a file; yields the old stdout.
+
+    Both levels are redirected: file descriptors 1 and 2 (what subprocesses inherit) and
+    ``sys.stdout`` / ``sys.stderr`` (what Python code and logging handlers write to).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        on_fd1 = sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # e.g. replaced by a test's capture
+        on_fd1 = False
+    terminal = os.fdopen(os.dup(saved[0]), "w", buffering=1) if on_fd1 else sys.stdout
+    with open(log_path, "a", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield terminal
+        finally:
+            log.flush()
+            if terminal is not sys.stdout:
+                terminal.close()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_local(cfg, out: Path, echo=None) -> list[dict]:
+    """Run the training pipeline locally; returns the rows of RUN/metrics.jsonl."""
+    from kfp import local
+
+    from mmm_core.engine.loop import TABLE_HEADER, format_row
+    from pipelines.training import build_training_pipeline
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = _resolve_paths(cfg)
+    config_path = (out / "config.yaml").resolve()
+    dump_config(cfg, config_path)
+    pipeline_root = (out / "pipeline_root").resolve()
+    pipeline = build_training_pipeline(cfg.train.stage1_rounds, cfg.train.stage2_rounds)
+    log_path = out / "pipeline.log"
+    with _output_to(log_path) as terminal:
+
+        def emit(row: dict) -> None:
+            if echo is not None:
+                print(format_row(row), file=terminal)
+
+        if echo is not None:
+            print(TABLE_HEADER, file=terminal)
+        watcher = _HistoryWatcher(pipeline_root, emit)
+        watcher.start()
+        try:
+            local.init(
+                runner=local.SubprocessRunner(use_venv=False),
+                pipeline_root=str(pipeline_root),
+                raise_on_error=True,
+            )
+            task = pipeline(config_file=str(config_path))
+        finally:
+            watcher.stopped.set()
+            watcher.join()
+        history = Path(task.output.path)
+        watcher.poll()
+    (out / "metrics.jsonl").write_text(history.read_text())
+    return [json.loads(line) for line in history.read_text().splitlines()]
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--out", required=True, help="run folder")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    started = time.perf_counter()
+    out = Path(args.out)
+    try:
+        rows = run_local(cfg, out, echo=print)
+    except Exception as err:  # the pipeline's own error names the failing task
+        print(f"error: the pipeline failed: {err}\nsee {out / 'pipeline.log'}", file=sys.stderr)
+        return 1
+    elapsed = time.perf_counter() - started
+    print(f"pipeline finished: {len(rows)} rounds in {elapsed:.0f} s; history in {out}")
+    final = next((r for r in reversed(rows) if r.get("rank1") is not None), None)
+    if final:
+        print(
+            f"final model (last round): R1 {100 * final['rank1']:.2f}  "
+            f"mAP {100 * final['mAP']:.2f}  mINP {100 * final['mINP']:.2f}"
+        )
+    return 0

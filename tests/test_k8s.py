@@ -1,0 +1,367 @@
+"""The manifests in k8s/ agree with each other and with what the code reads.
+
+kubectl and kustomize are not available here, so the kustomizations are built by a small
+reader below (resources, namespace, strategic-merge patches of maps, images), enough for
+these files; every check runs on that output.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+K8S = REPO / "k8s"
+BASE = K8S / "base"
+EXAMPLE = K8S / "overlays" / "example"
+GPU_CHECK = EXAMPLE / "gpu-check"
+CONFIG_MAP = "mmm-pipeline-env"
+STORAGE_SECRET = "mmm-storage-credentials"
+DB_SECRET = "mmm-mlflow-db"
+# read by the code but not something a pod must be given
+OPTIONAL_ENV = {"SSL_CERT_FILE": "a custom CA bundle for MinIO over TLS"}
+PLACEHOLDER = "CHANGE_ME"
+
+Resource = dict
+
+
+def load_yaml(path: Path) -> list[Resource]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def key_of(resource: Resource) -> tuple[str, str]:
+    return resource["kind"], resource["metadata"]["name"]
+
+
+def merge(target: dict, patch: dict) -> dict:
+    """Strategic merge of maps (lists are replaced, which is what these patches need)."""
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+    return target
+
+
+def containers_of(resource: Resource) -> list[dict]:
+    spec = resource.get("spec", {}).get("template", {}).get("spec", {})
+    return list(spec.get("initContainers", [])) + list(spec.get("containers", []))
+
+
+def build(folder: Path) -> list[Resource]:
+    """The resources `kubectl apply -k folder` would send (for the features used here)."""
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    resources: list[Resource] = []
+    for entry in kustomization.get("resources", []):
+        path = (folder / entry).resolve()
+        resources.extend(build(path) if path.is_dir() else load_yaml(path))
+    by_key = {key_of(r): r for r in resources}
+    for patch_entry in kustomization.get("patches", []):
+        for patch in load_yaml(folder / patch_entry["path"]):
+            target = by_key.get(key_of(patch))
+            assert target is not None, f"{folder}: patch for missing {key_of(patch)}"
+            merge(target, {k: v for k, v in patch.items() if k not in ("apiVersion", "kind")})
+    for image in kustomization.get("images", []):
+        for resource in resources:
+            for container in containers_of(resource):
+                name = container["image"].split("@")[0].rsplit(":", 1)[0]
+                if name == image["name"]:
+                    new_name = image.get("newName", name)
+                    container["image"] = f"{new_name}:{image.get('newTag', 'latest')}"
+    namespace = kustomization.get("namespace")
+    if namespace:
+        for resource in resources:
+            resource["metadata"]["namespace"] = namespace
+    for entry in kustomization.get("labels", []):
+        for resource in resources:
+            resource["metadata"].setdefault("labels", {}).update(entry["pairs"])
+    return resources
+
+
+def find(resources: list[Resource], kind: str, name: str) -> Resource:
+    matches = [r for r in resources if key_of(r) == (kind, name)]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def secret_templates() -> dict[str, dict[str, str]]:
+    templates = {}
+    for path in sorted((K8S / "secrets").glob("*.template.yaml")):
+        for doc in load_yaml(path):
+            assert doc["kind"] == "Secret"
+            templates[doc["metadata"]["name"]] = {k: str(v) for k, v in doc["stringData"].items()}
+    return templates
+
+
+def env_read_by(path: Path) -> set[str]:
+    text = path.read_text()
+    pattern = (
+        r"""(?:os\.environ\.get|os\.getenv|os\.environ\.setdefault)\(\s*["']([A-Z0-9_]+)["']"""
+    )
+    names = set(re.findall(pattern, text))
+    names |= set(re.findall(r"""os\.environ\[\s*["']([A-Z0-9_]+)["']\s*\]""", text))
+    return names
+
+
+@pytest.fixture(scope="module")
+def base() -> list[Resource]:
+    return build(BASE)
+
+
+@pytest.fixture(scope="module")
+def example() -> list[Resource]:
+    return build(EXAMPLE)
+
+
+def service_address(resources: list[Resource], host: str, port: int, namespace: str | None):
+    """The Service a ``host:port`` names (short or fully qualified), checked to expose `port`."""
+    parts = host.split(".")
+    if namespace is None:
+        assert len(parts) == 1, f"{host}: the base must use short Service names"
+    else:
+        assert parts[1:] == [namespace, "svc", "cluster", "local"], (
+            f"{host}: expected <service>.{namespace}.svc.cluster.local"
+        )
+    service = find(resources, "Service", parts[0])
+    assert port in [p["port"] for p in service["spec"]["ports"]], f"{host}:{port} not exposed"
+    return service
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def test_every_file_parses_and_every_kustomization_reference_exists():
+    yaml_files = sorted(K8S.rglob("*.yaml"))
+    assert len(yaml_files) >= 10
+    for path in yaml_files:
+        for doc in load_yaml(path):
+            assert "kind" in doc and "apiVersion" in doc, path
+    kustomizations = sorted(K8S.rglob("kustomization.yaml"))
+    assert {p.parent for p in kustomizations} == {BASE, EXAMPLE, GPU_CHECK}
+    for path in kustomizations:
+        content = yaml.safe_load(path.read_text())
+        assert content["kind"] == "Kustomization"
+        for entry in content.get("resources", []):
+            target = (path.parent / entry).resolve()
+            assert target.is_file() or (target / "kustomization.yaml").is_file(), (path, entry)
+        for entry in content.get("patches", []):
+            assert (path.parent / entry["path"]).is_file(), (path, entry)
+    # every manifest in base/ is used
+    listed = set(yaml.safe_load((BASE / "kustomization.yaml").read_text())["resources"])
+    assert listed == {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"}
+
+
+@pytest.mark.parametrize("folder", [BASE, EXAMPLE, GPU_CHECK], ids=lambda p: p.name)
+def test_build_has_unique_objects_and_no_secrets(folder):
+    resources = build(folder)
+    keys = [key_of(r) for r in resources]
+    assert len(keys) == len(set(keys))
+    # applying a kustomization must never overwrite the Secrets a user created
+    assert not [k for k in keys if k[0] == "Secret"]
+
+
+def test_overlay_namespace_and_images(example):
+    assert {r["metadata"]["namespace"] for r in example} == {"kubeflow"}
+    for resource in example + build(GPU_CHECK):
+        for container in containers_of(resource):
+            image = container["image"]
+            tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+            assert tag and tag != "latest", f"{key_of(resource)}: pin a tag, got {image}"
+
+
+def test_every_container_requests_cpu_and_memory(example):
+    for resource in example + build(GPU_CHECK):
+        for container in containers_of(resource):
+            requests = container.get("resources", {}).get("requests", {})
+            assert {"cpu", "memory"} <= set(requests), (key_of(resource), container["name"])
+            assert "memory" in container["resources"].get("limits", {})
+
+
+def test_services_select_pods_and_target_named_ports(example):
+    workloads = [r for r in example if r["kind"] in ("Deployment", "StatefulSet")]
+    for service in (r for r in example if r["kind"] == "Service"):
+        selector = service["spec"]["selector"]
+        backends = [
+            w
+            for w in workloads
+            if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert len(backends) == 1, f"Service {service['metadata']['name']} selects {backends}"
+        workload = backends[0]
+        assert selector.items() <= workload["spec"]["selector"]["matchLabels"].items()
+        port_names = {p["name"] for c in containers_of(workload) for p in c.get("ports", [])}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in port_names, (service["metadata"]["name"], port)
+
+
+def test_volumes_reference_existing_claims(example):
+    claims = {r["metadata"]["name"] for r in example if r["kind"] == "PersistentVolumeClaim"}
+    for resource in example:
+        for volume in (
+            resource.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])
+        ):
+            if "persistentVolumeClaim" in volume:
+                assert volume["persistentVolumeClaim"]["claimName"] in claims
+
+
+# --------------------------------------------------------------------------- names and keys
+
+
+def test_secret_and_config_references_resolve(example):
+    templates = secret_templates()
+    config = find(example, "ConfigMap", CONFIG_MAP)["data"]
+    for resource in example:
+        for container in containers_of(resource):
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    assert source["secretRef"]["name"] in templates
+                if "configMapRef" in source:
+                    assert source["configMapRef"]["name"] == CONFIG_MAP
+            for variable in container.get("env", []):
+                ref = variable.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["key"] in templates[ref["name"]], (key_of(resource), ref)
+                ref = variable.get("valueFrom", {}).get("configMapKeyRef")
+                if ref:
+                    assert ref["name"] == CONFIG_MAP and ref["key"] in config
+
+
+def test_code_environment_is_provided_to_pods(base, example):
+    read = env_read_by(REPO / "mmm_core" / "storage.py") | env_read_by(
+        REPO / "mmm_core" / "tracking.py"
+    )
+    assert {"MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MLFLOW_TRACKING_URI"} <= read  # regex works
+    provided = set(find(example, "ConfigMap", CONFIG_MAP)["data"]) | set(
+        secret_templates()[STORAGE_SECRET]
+    )
+    missing = read - provided - set(OPTIONAL_ENV)
+    assert not missing, f"read by the code but given to no pod: {sorted(missing)}"
+    # the credentials live in the Secret, the rest in the ConfigMap
+    assert "MINIO_SECRET_KEY" not in find(base, "ConfigMap", CONFIG_MAP)["data"]
+    assert {"MLFLOW_S3_ENDPOINT_URL", "MINIO_SECURE"} <= set(
+        find(base, "ConfigMap", CONFIG_MAP)["data"]
+    )
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(secret_templates()[STORAGE_SECRET])
+
+
+@pytest.mark.parametrize("overlay", ["base", "example"])
+def test_pipeline_addresses_match_the_services(overlay, request):
+    resources = request.getfixturevalue(overlay)
+    namespace = None if overlay == "base" else "kubeflow"
+    data = find(resources, "ConfigMap", CONFIG_MAP)["data"]
+
+    host, port = data["MINIO_ENDPOINT"].rsplit(":", 1)
+    assert service_address(resources, host, int(port), namespace)["metadata"]["name"] == (
+        "mmm-minio"
+    )
+    assert data["MINIO_SECURE"] == "0"
+    for key, service_name in (
+        ("MLFLOW_TRACKING_URI", "mmm-mlflow"),
+        ("MLFLOW_S3_ENDPOINT_URL", "mmm-minio"),
+    ):
+        url = urlsplit(data[key])
+        assert url.scheme == "http" and url.path in ("", "/"), data[key]
+        service = service_address(resources, url.hostname, url.port, namespace)
+        assert service["metadata"]["name"] == service_name
+    # the MinIO the pipeline reads is the one the MLflow server writes artifacts to
+    mlflow = find(resources, "Deployment", "mmm-mlflow")
+    env = {e["name"]: e for e in containers_of(mlflow)[-1]["env"]}
+    assert urlsplit(env["MLFLOW_S3_ENDPOINT_URL"]["value"]).port == int(port)
+
+
+def test_mlflow_server_port_and_artifact_bucket(example):
+    mlflow = find(example, "Deployment", "mmm-mlflow")
+    container = next(c for c in containers_of(mlflow) if c["name"] == "mlflow")
+    args = container["args"]
+    port = int(args[args.index("--port") + 1])
+    assert {"name": "http", "containerPort": port} in container["ports"]
+    service = find(example, "Service", "mmm-mlflow")
+    assert [p["port"] for p in service["spec"]["ports"]] == [port]
+    tracking = urlsplit(find(example, "ConfigMap", CONFIG_MAP)["data"]["MLFLOW_TRACKING_URI"])
+    assert tracking.port == port
+    assert "--serve-artifacts" in args
+    destination = args[args.index("--artifacts-destination") + 1]
+    bucket = urlsplit(destination).hostname
+    job = find(example, "Job", "mmm-minio-buckets")
+    command = " ".join(containers_of(job)[0]["args"])
+    assert f"mmm/{bucket}" in command and "mmm/datasets" in command
+    assert "http://mmm-minio:9000" in command
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]["name"] == DB_SECRET
+
+
+def host_allowed(allowed: list[str], host: str) -> bool:
+    """MLflow's Host-header rule (mlflow.server.security_utils.is_allowed_host_header): fnmatch
+    for patterns with '*', equality otherwise. tests/integration checks the real server."""
+    return any(fnmatch.fnmatch(host, a) if "*" in a else host == a for a in allowed)
+
+
+def test_mlflow_accepts_the_hosts_the_pipeline_uses(base, example):
+    mlflow = find(example, "Deployment", "mmm-mlflow")
+    env = {e["name"]: e.get("value") for e in containers_of(mlflow)[-1]["env"]}
+    allowed = [h.strip() for h in env["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")]
+    for resources in (base, example):
+        url = urlsplit(find(resources, "ConfigMap", CONFIG_MAP)["data"]["MLFLOW_TRACKING_URI"])
+        assert host_allowed(allowed, url.netloc), url.netloc
+    assert host_allowed(allowed, "localhost:5000")  # kubectl port-forward
+    assert not host_allowed(allowed, "attacker.example.com")
+    assert not host_allowed(allowed, "attacker.example.com:5000")
+
+
+def test_postgres_and_its_dsn_agree(example):
+    db = secret_templates()[DB_SECRET]
+    dsn = urlsplit(db["MLFLOW_BACKEND_STORE_URI"])
+    assert dsn.scheme.startswith("postgresql")
+    assert dsn.username == db["POSTGRES_USER"] and dsn.path.lstrip("/") == db["POSTGRES_DB"]
+    service_address(example, dsn.hostname, dsn.port, None)
+    statefulset = find(example, "StatefulSet", "mmm-postgres")
+    assert statefulset["spec"]["serviceName"] == dsn.hostname
+    postgres = containers_of(statefulset)[0]
+    assert {"secretRef": {"name": DB_SECRET}} in postgres["envFrom"]
+    mounts = {m["name"] for m in postgres["volumeMounts"]}
+    assert mounts == {t["metadata"]["name"] for t in statefulset["spec"]["volumeClaimTemplates"]}
+
+
+def test_secret_templates_hold_only_placeholders():
+    templates = secret_templates()
+    assert set(templates) == {STORAGE_SECRET, DB_SECRET}
+    sensitive = re.compile(r"KEY|SECRET|PASSWORD|URI")
+    for name, data in templates.items():
+        for key, value in data.items():
+            if sensitive.search(key):
+                assert PLACEHOLDER in value, f"{name}.{key} must be a {PLACEHOLDER} placeholder"
+    for path in K8S.rglob("*.yaml"):  # no Secret anywhere else, no credentials in clear
+        if path.parent.name != "secrets":
+            assert all(doc["kind"] != "Secret" for doc in load_yaml(path)), path
+            text = path.read_text()
+            assert "minioadmin" not in text and "minio123" not in text, path
+
+
+def test_gpu_patch_puts_the_check_on_gpu_nodes():
+    job = find(build(GPU_CHECK), "Job", "mmm-gpu-check")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    # the unpatched Job has neither: the patch is what places it
+    raw = load_yaml(GPU_CHECK / "job.yaml")[0]["spec"]["template"]["spec"]
+    assert "nodeSelector" not in raw and "tolerations" not in raw
+
+
+def test_deploy_guide_names_what_the_manifests_define(example):
+    guide = (REPO / "docs" / "deploy.md").read_text()
+    for name in (CONFIG_MAP, STORAGE_SECRET, DB_SECRET, "mmm-minio", "mmm-mlflow", "mmm-postgres"):
+        assert name in guide, name
+    for key in find(example, "ConfigMap", CONFIG_MAP)["data"]:
+        assert key in guide, key
+    for key in secret_templates()[STORAGE_SECRET] | secret_templates()[DB_SECRET]:
+        assert key in guide, key
+    assert "nvidia.com/gpu.present" in guide and "kubectl apply -k k8s/overlays/example" in guide
