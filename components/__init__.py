@@ -10,6 +10,7 @@ from components.steps import (
     evaluate_op,
     extract_op,
     match_op,
+    register_op,
     start_op,
     train_op,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "evaluate_op",
     "extract_op",
     "match_op",
+    "register_op",
     "start_op",
     "train_op",
 ]

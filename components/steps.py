@@ -34,6 +34,9 @@ def start_op(
     lambda_cross: str,
     lambda_sca: str,
     eval_every: str,
+    tracking_enabled: str,
+    mlflow_experiment: str,
+    model_name: str,
     overrides: list,
     config: Output[Artifact],
     manifest: Output[Artifact],
@@ -158,3 +161,17 @@ def evaluate_op(
         result.path,
     )
     log_kfp_metrics(metrics, values)
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def register_op(
+    config: Input[Artifact],
+    checkpoint: Input[Artifact],
+    history: Input[Artifact],
+    metrics: Output[Metrics],
+):
+    """Log the final model and history to the run's MLflow run; register it as "candidate"."""
+    from mmm_core.steps import register
+    from mmm_core.steps.common import log_kfp_metrics
+
+    log_kfp_metrics(metrics, register.run(config.path, checkpoint.path, history.path))

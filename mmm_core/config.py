@@ -235,6 +235,8 @@ class TrackingConfig:
     enabled: bool = False
     uri: str = ""  # empty: MLFLOW_TRACKING_URI, else a local SQLite store in the run folder
     experiment: str = "mmm-vi-reid"
+    model_name: str = "mmm-vi-reid"  # registered model name in the MLflow model registry
+    run_id: str = ""  # set by the start step: every later step logs to this MLflow run
 
 
 @dataclass(frozen=True)

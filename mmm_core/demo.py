@@ -31,7 +31,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from mmm_core.config import load_config
     from mmm_core.data.inspect import dataset_statistics
-    from mmm_core.engine.loop import ensure_dataset
+    from mmm_core.engine.loop import dataset_root
 
     out = Path(args.out)
     root = out / "data" / "sysu"
@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if not root.exists():
         print(f"generating a synthetic SYSU-MM01-layout dataset in {root} ...")
-    ensure_dataset(cfg)
+    dataset_root(cfg)
     stats = dataset_statistics(cfg.data.format, root)
     print(
         f"dataset: {stats['train_ids']} training ids ({stats['train_visible_images']} RGB / "
@@ -58,7 +58,11 @@ def main(args: argparse.Namespace) -> int:
         from pipelines.local import run_local
 
         print(f"running the KFP pipeline locally ({rounds} rounds x 5 steps) ...")
-        rows = run_local(cfg, out, echo=print)
+        try:
+            rows = run_local(cfg, out)
+        except Exception as err:  # the pipeline's error names the failing task
+            print(f"error: the pipeline failed: {err}\nsee {out / 'pipeline.log'}")
+            return 1
     final = rows[-1]
     print(f"\nfinished in {time.perf_counter() - started:.0f} s; run folder: {out}")
     if final.get("rank1") is not None:

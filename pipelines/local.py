@@ -86,7 +86,11 @@ def _output_to(log_path: Path):
 
 
 def run_local(cfg, out: Path, echo=None) -> list[dict]:
-    """Run the training pipeline locally; returns the rows of RUN/metrics.jsonl."""
+    """Run the training pipeline locally; returns the rows of RUN/metrics.jsonl.
+
+    `echo` receives the round table line by line as rounds finish; by default the lines go
+    to the terminal (everything else the steps print goes to RUN/pipeline.log).
+    """
     from kfp import local
 
     from mmm_core.engine.loop import TABLE_HEADER, format_row
@@ -94,6 +98,9 @@ def run_local(cfg, out: Path, echo=None) -> list[dict]:
 
     out.mkdir(parents=True, exist_ok=True)
     cfg = _resolve_paths(cfg)
+    if cfg.tracking.enabled and not (cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        # The embedded default: a local SQLite store in the run folder, no server.
+        cfg = cfg.replace(**{"tracking.uri": f"sqlite:///{(out / 'mlflow.db').resolve()}"})
     config_path = (out / "config.yaml").resolve()
     dump_config(cfg, config_path)
     pipeline_root = (out / "pipeline_root").resolve()
@@ -101,12 +108,15 @@ def run_local(cfg, out: Path, echo=None) -> list[dict]:
     log_path = out / "pipeline.log"
     with _output_to(log_path) as terminal:
 
-        def emit(row: dict) -> None:
-            if echo is not None:
-                print(format_row(row), file=terminal)
+        def write(line: str) -> None:
+            print(line, file=terminal)
 
-        if echo is not None:
-            print(TABLE_HEADER, file=terminal)
+        write_line = echo or write
+
+        def emit(row: dict) -> None:
+            write_line(format_row(row))
+
+        write_line(TABLE_HEADER)
         watcher = _HistoryWatcher(pipeline_root, emit)
         watcher.start()
         try:
@@ -135,7 +145,7 @@ def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out = Path(args.out)
     try:
-        rows = run_local(cfg, out, echo=print)
+        rows = run_local(cfg, out)
     except Exception as err:  # the pipeline's own error names the failing task
         print(f"error: the pipeline failed: {err}\nsee {out / 'pipeline.log'}", file=sys.stderr)
         return 1

@@ -4,6 +4,8 @@ The number of rounds is fixed when the pipeline is compiled (`build_training_pip
 other setting is a run-time parameter, described in the KFP UI. Parameters left empty keep the
 config file's value; ``overrides`` takes any other ``key.path=value``.
 
+After the last round, register logs the final model to MLflow and registers it.
+
 Resources: extract, train and evaluate ask for one GPU; cluster and match for CPU and memory.
 Caching: extract, cluster, match and evaluate are pure functions of their inputs and are
 cached; start (reads a dataset that may change) and train (GPU kernels are not bit-exact)
@@ -14,7 +16,15 @@ from collections.abc import Callable
 
 from kfp import dsl
 
-from components import cluster_op, evaluate_op, extract_op, match_op, start_op, train_op
+from components import (
+    cluster_op,
+    evaluate_op,
+    extract_op,
+    match_op,
+    register_op,
+    start_op,
+    train_op,
+)
 
 __all__ = ["GPU_STEPS", "apply_resources", "build_training_pipeline"]
 
@@ -27,9 +37,11 @@ RESOURCES = {
     "match": {"cpu": "4", "memory": "16G"},
     "train": {"cpu": "8", "memory": "32G"},
     "evaluate": {"cpu": "4", "memory": "16G"},
+    "register": {"cpu": "1", "memory": "2G"},
 }
 CACHED = {"start": False, "extract": True, "cluster": True, "match": True, "train": False}
 CACHED["evaluate"] = True
+CACHED["register"] = False  # it writes to the model registry
 
 
 def apply_resources(task: dsl.PipelineTask, step: str, display_name: str) -> dsl.PipelineTask:
@@ -77,6 +89,9 @@ def build_training_pipeline(
         lambda_cross: str = "",
         lambda_sca: str = "",
         eval_every: str = "",
+        tracking_enabled: str = "",
+        mlflow_experiment: str = "",
+        model_name: str = "",
         overrides: list = [],  # noqa: B006 - KFP reads the default from the signature
     ) -> dsl.Artifact:
         """Train MMM and return the per-round history (metrics.jsonl).
@@ -101,6 +116,10 @@ def build_training_pipeline(
             lambda_cross: weight of the cross-modality loss (stage 2); empty = config's.
             lambda_sca: weight of soft cluster-level alignment (stage 2); empty = config's.
             eval_every: evaluate every N rounds (0 = last round only); empty = config's.
+            tracking_enabled: true to log the run to MLflow (MLFLOW_TRACKING_URI); empty =
+                config's.
+            mlflow_experiment: MLflow experiment of the run; empty = config's.
+            model_name: registered model name in the MLflow model registry; empty = config's.
             overrides: further key.path=value config overrides, e.g. ["memory.momentum=0.2"].
         """
         start = start_op(
@@ -124,6 +143,9 @@ def build_training_pipeline(
             lambda_cross=lambda_cross,
             lambda_sca=lambda_sca,
             eval_every=eval_every,
+            tracking_enabled=tracking_enabled,
+            mlflow_experiment=mlflow_experiment,
+            model_name=model_name,
             overrides=overrides,
         )
         apply_resources(start, "start", "start")
@@ -166,6 +188,8 @@ def build_training_pipeline(
             apply_resources(evaluate, "evaluate", f"{label}: evaluate")
             checkpoint = train.outputs["new_checkpoint"]
             history = evaluate.outputs["new_history"]
+        register = register_op(config=config, checkpoint=checkpoint, history=history)
+        apply_resources(register, "register", "register model")
         return history
 
     return training

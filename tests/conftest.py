@@ -113,6 +113,11 @@ MICRO_OVERRIDES = [
 ]
 
 
+@pytest.fixture
+def micro_overrides() -> list[str]:
+    return list(MICRO_OVERRIDES)
+
+
 @pytest.fixture(scope="session")
 def micro_dataset(tmp_path_factory) -> Path:
     """One generated SYSU-layout dataset (24 ids, tiny preset) shared by the whole session."""

@@ -172,7 +172,7 @@ def test_overlay_namespace_and_images(example):
         for container in containers_of(resource):
             image = container["image"]
             tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
-            assert tag and tag != "latest", f"{key_of(resource)}: pin a tag, got {image}"
+            assert tag and tag != "candidate", f"{key_of(resource)}: pin a tag, got {image}"
 
 
 def test_every_container_requests_cpu_and_memory(example):

@@ -2,8 +2,10 @@
 
 Two backends give the same lists up to ties at the cut-off:
 
-* ``"faiss"``: ``faiss.IndexFlatIP`` (exact). On a CUDA tensor, a faiss GPU index is used
-  when the installed faiss has GPUs; otherwise the torch backend runs on that device.
+* ``"faiss"``: exact inner-product search (``faiss.knn``, the routine behind
+  ``IndexFlatIP.search``, without copying the features into an index). On a CUDA tensor, a
+  faiss GPU ``GpuIndexFlatIP`` is used when the installed faiss has GPUs; otherwise (auto)
+  the torch backend runs on that device.
 * ``"torch"``: chunked ``queries @ features.T`` followed by ``topk``, on the device of the
   input tensor (CPU for numpy input).
 
@@ -75,10 +77,11 @@ def _search_faiss(features: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarr
         config = faiss.GpuIndexFlatConfig()
         config.device = features.device.index or 0
         index = faiss.GpuIndexFlatIP(resources, dim, config)
+        index.add(array)
+        similarities, indices = index.search(array, k)
     else:
-        index = faiss.IndexFlatIP(dim)
-    index.add(array)
-    similarities, indices = index.search(array, k)
+        # What IndexFlatIP.search runs, without copying the features into an index.
+        similarities, indices = faiss.knn(array, array, k, metric=faiss.METRIC_INNER_PRODUCT)
     return similarities, indices.astype(np.int64, copy=False)
 
 

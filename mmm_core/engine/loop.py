@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmm_core.config import Config, dump_config
+from mmm_core.config import Config, config_to_dict, dump_config
 from mmm_core.data import Manifest, train_manifest
 from mmm_core.data.datasets import train_loader
 from mmm_core.data.transforms import train_transforms
@@ -41,12 +41,13 @@ from mmm_core.models import TwoStreamAGW, build_model
 __all__ = [
     "RoundContext",
     "build_trainer",
+    "dataset_root",
     "derive_seed",
-    "ensure_dataset",
     "evaluate_model",
     "prepare_round",
     "run_training",
     "stage_of_round",
+    "tracker_for",
     "train_one_round",
 ]
 
@@ -88,8 +89,16 @@ def stage_of_round(cfg: Config, round_index: int) -> int:
     return 1 if round_index < cfg.train.stage1_rounds else 2
 
 
-def ensure_dataset(cfg: Config) -> Path:
-    """The dataset root; a synthetic one is generated first when configured and missing."""
+def dataset_root(cfg: Config, progress: bool = False) -> Path:
+    """A local dataset root for `cfg.data.root`.
+
+    ``s3://bucket/prefix`` is mirrored into the local cache (MinIO, `mmm_core.storage`); a
+    synthetic dataset is generated first when configured and missing.
+    """
+    from mmm_core import storage
+
+    if storage.is_remote(cfg.data.root):
+        return storage.resolve_dataset_root(cfg.data.root, progress=progress)
     root = Path(cfg.data.root)
     synthetic = cfg.data.synthetic
     if synthetic.enabled and not root.exists():
@@ -99,6 +108,14 @@ def ensure_dataset(cfg: Config) -> Path:
         log.info("generating a synthetic %s dataset at %s", cfg.data.format, root)
         generate(root, ids=synthetic.ids, seed=synthetic.seed, preset=synthetic.preset)
     return root
+
+
+def tracker_for(cfg: Config, run_dir: Path | None = None):
+    """The MLflow tracker of `cfg.tracking` (a no-op tracker when tracking is off)."""
+    from mmm_core.tracking import make_tracker
+
+    t = cfg.tracking
+    return make_tracker(t.enabled, t.uri, t.experiment, run_dir=run_dir)
 
 
 def build_network(cfg: Config, device: torch.device) -> TwoStreamAGW:
@@ -373,9 +390,14 @@ def run_training(
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
     seed_everything(cfg.seed)
-    root = ensure_dataset(cfg)
+    root = dataset_root(cfg, progress)
     manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
     manifest.write(out / "manifest.tsv")
+    tracker = tracker_for(cfg, out)
+    if cfg.tracking.run_id:
+        tracker.resume(cfg.tracking.run_id)
+    elif tracker.enabled:
+        tracker.start(out.name, params=config_to_dict(cfg))
     device = resolve_device(cfg.train.device)
     model = build_network(cfg, device)
     trainer = build_trainer(cfg, model, device)
@@ -415,6 +437,15 @@ def run_training(
         rows.append(row)
         with metrics_path.open("a") as handle:
             handle.write(json_line(row))
+        tracker.log_metrics(row, step=round_index)
         if echo:
             echo(format_row(row))
+    if tracker.enabled:
+        tracker.log_artifact(out / "config.yaml")
+        tracker.log_artifact(metrics_path)
+        if (out / "evaluation.json").exists():
+            tracker.log_artifact(out / "evaluation.json")
+        tracker.log_model(checkpoint_path, "model")
+        tracker.register_model(cfg.tracking.model_name, "candidate")
+        tracker.end("FINISHED")
     return rows

@@ -18,4 +18,4 @@ metrics        ``metrics.json``: a flat JSON object of numbers (null where undef
 =============  ==================================================================================
 """
 
-STEPS = ("start", "extract", "cluster", "match", "train", "evaluate")
+STEPS = ("start", "extract", "cluster", "match", "train", "evaluate", "register")

@@ -47,6 +47,11 @@ ARGUMENTS: dict[str, list[tuple[str, str]]] = {
         ("--checkpoint", "checkpoint.pt"),
         ("--out-result", "evaluation JSON to write (per trial)"),
     ],
+    "register": [
+        ("--config", "resolved config.yaml"),
+        ("--checkpoint", "final checkpoint.pt"),
+        ("--history", "the run's metrics.jsonl"),
+    ],
 }
 ROUND_STEPS = ("cluster", "match", "train")
 

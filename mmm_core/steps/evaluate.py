@@ -11,11 +11,13 @@ from mmm_core.engine.checkpoint import load_checkpoint
 from mmm_core.engine.features import resolve_device
 from mmm_core.engine.loop import (
     build_network,
+    dataset_root,
     evaluate_model,
     json_line,
     should_evaluate,
     stage_of_round,
     summary_metrics,
+    tracker_for,
 )
 from mmm_core.steps.common import read_config, read_json
 
@@ -35,7 +37,7 @@ def run(
     device = resolve_device(cfg.train.device)
     model = build_network(cfg.replace(**{"model.pretrained": "none"}), device)
     model.load_state_dict(load_checkpoint(checkpoint_path, map_location=device).model)
-    result = evaluate_model(cfg, model, Path(cfg.data.root), device, progress)
+    result = evaluate_model(cfg, model, dataset_root(cfg), device, progress)
     Path(out_result).write_text(result.to_json())
     metrics = summary_metrics(cfg, result)
     metrics["time_evaluate"] = time.perf_counter() - started
@@ -70,4 +72,10 @@ def run_round(
         Path(out_result).write_text("{}")
     history = Path(history_path).read_text() if Path(history_path).exists() else ""
     Path(out_history).write_text(history + json_line(row))
+    if cfg.tracking.enabled:
+        tracker = tracker_for(cfg)
+        tracker.resume(cfg.tracking.run_id)
+        tracker.log_metrics(row, step=round_index)
+        if should_evaluate(cfg, round_index):
+            tracker.log_artifact(out_result, f"evaluation/round-{round_index:03d}")
     return row

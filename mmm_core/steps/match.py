@@ -32,7 +32,7 @@ def run(
     seed = derive_seed(cfg.seed, round_index, 2)
     targets = match_round(cfg, stage, visible, infrared, clusters, seed=seed)
     targets.save(out_targets)
-    manifest = Manifest.read(manifest_path, cfg.data.root)
+    manifest = Manifest.read(manifest_path, cfg.data.root)  # true ids only: no images read
     metrics = label_diagnostics(
         targets,
         clusters,

@@ -5,15 +5,16 @@ Outputs: config.yaml, manifest.tsv, checkpoint.pt (round 0, no optimiser state).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from mmm_core.config import dump_config, load_config
+from mmm_core.config import config_to_dict, dump_config, load_config
 from mmm_core.data import train_manifest
 from mmm_core.engine.checkpoint import TrainingState, save_checkpoint
-from mmm_core.engine.loop import build_network, ensure_dataset, seed_everything
+from mmm_core.engine.loop import build_network, dataset_root, seed_everything, tracker_for
 
 __all__ = ["PARAMETER_KEYS", "parameter_overrides", "run"]
 
@@ -37,6 +38,9 @@ PARAMETER_KEYS = {
     "lambda_cross": "loss.lambda_cross",
     "lambda_sca": "loss.lambda_sca",
     "eval_every": "eval.every",
+    "tracking_enabled": "tracking.enabled",
+    "mlflow_experiment": "tracking.experiment",
+    "model_name": "tracking.model_name",
 }
 
 
@@ -63,10 +67,22 @@ def run(
 ) -> dict[str, float]:
     """Outputs config.yaml, manifest.tsv, checkpoint.pt and an empty history (metrics.jsonl)."""
     cfg = load_config(list(config_paths), overrides)
-    dump_config(cfg, out_config)
-    root = ensure_dataset(cfg)
+    root = dataset_root(cfg)
     manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
     manifest.write(out_manifest)
+    if cfg.tracking.enabled and not cfg.tracking.run_id:
+        # One MLflow run per pipeline run: created here; every later step logs to it by id.
+        uri = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+        if not uri:
+            raise ValueError(
+                "tracking.enabled is true but no MLflow server is configured: set "
+                "tracking.uri or MLFLOW_TRACKING_URI"
+            )
+        cfg = cfg.replace(**{"tracking.uri": uri})
+        tracker = tracker_for(cfg)
+        run_id = tracker.start(f"{cfg.data.format}-seed{cfg.seed}", params=config_to_dict(cfg))
+        cfg = cfg.replace(**{"tracking.run_id": run_id})
+    dump_config(cfg, out_config)
     seed_everything(cfg.seed)
     model = build_network(cfg, torch.device("cpu"))
     save_checkpoint(

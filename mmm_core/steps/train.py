@@ -18,6 +18,7 @@ from mmm_core.engine.loop import (
     RoundContext,
     build_network,
     build_trainer,
+    dataset_root,
     restore_state,
     stage_of_round,
     state_of,
@@ -46,7 +47,8 @@ def run(
         import os
 
         device = resolve_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-    manifest = Manifest.read(manifest_path, cfg.data.root)
+    root = dataset_root(cfg)
+    manifest = Manifest.read(manifest_path, root)
     targets = RoundTargets.load(targets_path)
     state = load_checkpoint(checkpoint_path, map_location=device)
     if state.next_round != round_index:
@@ -64,7 +66,7 @@ def run(
     trainer = build_trainer(cfg, network, device)
     stage = stage_of_round(cfg, round_index)
     restore_state(trainer, model, state, stage)
-    ctx = RoundContext(cfg, Path(cfg.data.root), manifest, model, trainer, device, progress)
+    ctx = RoundContext(cfg, root, manifest, model, trainer, device, progress)
     losses = train_one_round(ctx, round_index, targets)
     if distributed.rank() == 0:
         save_checkpoint(out_checkpoint, state_of(trainer, model, round_index + 1))

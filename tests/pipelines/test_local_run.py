@@ -36,7 +36,8 @@ def test_tiny_pipeline_runs_locally(tmp_path: Path, micro_config) -> None:
     from pipelines.local import run_local
 
     printed: list[str] = []
-    rows = run_local(micro_config, tmp_path / "run", echo=printed.append)
+    cfg = micro_config.replace(**{"tracking.enabled": True, "tracking.model_name": "tiny"})
+    rows = run_local(cfg, tmp_path / "run", echo=printed.append)
     assert [r["round"] for r in rows] == [0, 1] and [r["stage"] for r in rows] == [1, 2]
     for row in rows:
         assert set(row) >= REQUIRED, REQUIRED - set(row)
@@ -53,3 +54,18 @@ def test_tiny_pipeline_runs_locally(tmp_path: Path, micro_config) -> None:
     stages = sorted(RoundTargets.load(p).stage for p in root.glob("*/*/targets"))
     assert stages == [1, 2]
     assert (tmp_path / "run" / "pipeline.log").stat().st_size > 0
+
+    # MLflow (embedded SQLite store in the run folder): one run, metrics per round, the model.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'run' / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == cfg.tracking.experiment]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["loss.lambda_sca"] == str(cfg.loss.lambda_sca)
+    history = client.get_metric_history(run.info.run_id, "mAP")
+    assert [m.step for m in history] == [0, 1]
+    assert history[-1].value == pytest.approx(rows[-1]["mAP"])
+    version = client.get_model_version_by_alias("tiny", "candidate")
+    assert version.run_id == run.info.run_id
+    assert printed[0].startswith("round") and len(printed) == 3
