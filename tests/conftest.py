@@ -137,3 +137,26 @@ def micro_config(micro_dataset: Path):
     return load_config(
         configs / "synthetic-tiny.yaml", [f"data.root={micro_dataset}", *MICRO_OVERRIDES]
     )
+
+
+@pytest.fixture
+def row_keys() -> set[str]:
+    """Keys every metrics.jsonl row must hold (mmm train and mmm run alike)."""
+    return {
+        "round",
+        "stage",
+        "n_clusters_visible",
+        "n_clusters_infrared",
+        "noise_visible",
+        "noise_infrared",
+        "ari_visible",
+        "ari_infrared",
+        "correspondence_accuracy",
+        "rank1",
+        "mAP",
+        "mINP",
+        "loss",
+        "loss_visible",
+        "loss_infrared",
+        "time_train",
+    }

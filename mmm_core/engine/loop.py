@@ -44,6 +44,7 @@ __all__ = [
     "dataset_root",
     "derive_seed",
     "evaluate_model",
+    "load_network",
     "prepare_round",
     "run_training",
     "stage_of_round",
@@ -129,6 +130,13 @@ def build_network(cfg: Config, device: torch.device) -> TwoStreamAGW:
     return model.to(device)
 
 
+def load_network(cfg: Config, checkpoint_path: str | Path, device: torch.device) -> TwoStreamAGW:
+    """The network with a checkpoint's weights (no pretrained weights are loaded first)."""
+    model = build_network(cfg.replace(**{"model.pretrained": "none"}), device)
+    model.load_state_dict(load_checkpoint(checkpoint_path, map_location=device).model)
+    return model
+
+
 def build_trainer(cfg: Config, model: torch.nn.Module, device: torch.device) -> Trainer:
     return Trainer(
         model,
@@ -144,34 +152,10 @@ def build_trainer(cfg: Config, model: torch.nn.Module, device: torch.device) -> 
     )
 
 
-def extract_train_features(
-    cfg: Config, model: TwoStreamAGW, manifest: Manifest, device: torch.device, progress: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flip-averaged, normalised features of the visible and infrared training images."""
-    out = []
-    for name in ("visible", "infrared"):
-        out.append(
-            extract_features(
-                model,
-                manifest.modality(name).full_paths(),
-                name,
-                height=cfg.data.height,
-                width=cfg.data.width,
-                device=device,
-                batch_size=cfg.train.batch_size_eval,
-                flip=cfg.eval.flip,
-                workers=cfg.data.workers,
-                progress=progress,
-                desc=f"extract {name}",
-            )
-        )
-    return out[0], out[1]
-
-
 def make_extractor(
     cfg: Config, model: TwoStreamAGW, device: torch.device, progress: bool = False
 ) -> Callable[[list[str], str], np.ndarray]:
-    """``(paths, modality) -> features`` for the protocols (each modality through its stem)."""
+    """``(paths, modality) -> features``: test-time features with the config's settings."""
 
     def extract(paths: list[str], modality: str) -> np.ndarray:
         return extract_features(
@@ -185,10 +169,20 @@ def make_extractor(
             flip=cfg.eval.flip,
             workers=cfg.data.workers,
             progress=progress,
-            desc=f"test {modality}",
+            desc=f"features {modality}",
         )
 
     return extract
+
+
+def extract_train_features(
+    cfg: Config, model: TwoStreamAGW, manifest: Manifest, device: torch.device, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flip-averaged, normalised features of the visible and infrared training images."""
+    extract = make_extractor(cfg, model, device, progress)
+    visible = extract(manifest.modality("visible").full_paths(), "visible")
+    infrared = extract(manifest.modality("infrared").full_paths(), "infrared")
+    return visible, infrared
 
 
 def evaluate_model(

@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmm_core.engine.checkpoint import load_checkpoint
 from mmm_core.engine.features import resolve_device
 from mmm_core.engine.loop import (
-    build_network,
     dataset_root,
     evaluate_model,
     json_line,
+    load_network,
     should_evaluate,
     stage_of_round,
     summary_metrics,
@@ -35,8 +34,7 @@ def run(
     started = time.perf_counter()
     cfg = read_config(config_path)
     device = resolve_device(cfg.train.device)
-    model = build_network(cfg.replace(**{"model.pretrained": "none"}), device)
-    model.load_state_dict(load_checkpoint(checkpoint_path, map_location=device).model)
+    model = load_network(cfg, checkpoint_path, device)
     result = evaluate_model(cfg, model, dataset_root(cfg), device, progress)
     Path(out_result).write_text(result.to_json())
     metrics = summary_metrics(cfg, result)

@@ -6,9 +6,8 @@ import time
 from pathlib import Path
 
 from mmm_core.data import Manifest
-from mmm_core.engine.checkpoint import load_checkpoint
 from mmm_core.engine.features import resolve_device
-from mmm_core.engine.loop import build_network, dataset_root, extract_train_features
+from mmm_core.engine.loop import dataset_root, extract_train_features, load_network
 from mmm_core.steps.common import read_config, write_features
 
 __all__ = ["run"]
@@ -26,8 +25,7 @@ def run(
     cfg = read_config(config_path)
     device = resolve_device(cfg.train.device)
     manifest = Manifest.read(manifest_path, dataset_root(cfg))
-    model = build_network(cfg.replace(**{"model.pretrained": "none"}), device)
-    model.load_state_dict(load_checkpoint(checkpoint_path, map_location=device).model)
+    model = load_network(cfg, checkpoint_path, device)
     visible, infrared = extract_train_features(cfg, model, manifest, device, progress)
     write_features(out_features, visible, infrared)
     return {"time_extract": time.perf_counter() - started}
