@@ -51,7 +51,18 @@ def occurrence_waves(labels: Tensor) -> list[Tensor]:
 
 
 class _ResizableBuffers(nn.Module):
-    """Lets ``load_state_dict`` replace buffers whose shape changed (cluster counts vary)."""
+    """Base of the memory banks: checked hyper-parameters, and a ``load_state_dict`` that
+    replaces buffers whose shape changed (cluster counts vary between rounds)."""
+
+    def __init__(self, num_features: int, temperature: float, momentum: float) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.num_features = num_features
+        self.temperature = temperature
+        self.momentum = momentum
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         for name, buffer in list(self._buffers.items()):
@@ -86,14 +97,7 @@ class ClusterMemory(_ResizableBuffers):
     vectors: Tensor
 
     def __init__(self, num_features: int, temperature: float = 0.05, momentum: float = 0.1):
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        self.num_features = num_features
-        self.temperature = temperature
-        self.momentum = momentum
+        super().__init__(num_features, temperature, momentum)
         self.register_buffer("vectors", torch.zeros(0, num_features))
 
     @property

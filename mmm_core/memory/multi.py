@@ -70,14 +70,7 @@ class MultiMemory(_ResizableBuffers):
     mask: Tensor
 
     def __init__(self, num_features: int, temperature: float = 0.05, momentum: float = 0.1):
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        self.num_features = num_features
-        self.temperature = temperature
-        self.momentum = momentum
+        super().__init__(num_features, temperature, momentum)
         self.register_buffer("vectors", torch.zeros(0, 1, num_features))
         self.register_buffer("mask", torch.zeros(0, 1, dtype=torch.bool))
 
