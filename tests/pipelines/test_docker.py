@@ -31,8 +31,9 @@ def test_versions_match_pyproject(dockerfile: Path) -> None:
     dependencies = PYPROJECT["project"]["dependencies"]
     for name in ("torch", "torchvision"):
         assert f"{name}=={pinned(dependencies, name)}" in text, f"{name} pin differs"
-    kfp = pinned(PYPROJECT["project"]["optional-dependencies"]["pipeline"], "kfp")
-    assert f"kfp=={kfp}" in text or "[pipeline," in text
+    for name in ("kfp", "kfp-kubernetes"):
+        version = pinned(PYPROJECT["project"]["optional-dependencies"]["pipeline"], name)
+        assert f"{name}=={version}" in text or "[pipeline," in text, f"{name} pin differs"
     python = PYPROJECT["project"]["requires-python"].removeprefix(">=")
     assert re.search(rf"^FROM python:{re.escape(python)}[-\w]*$", text, re.M), "Python differs"
     for folder in ("mmm_core", "components", "pipelines", "configs"):
