@@ -30,6 +30,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "run": ("pipelines.local", "run the KFP training pipeline locally (no cluster, no servers)"),
     "step": ("mmm_core.steps.cli", "run one pipeline step over files"),
+    "sweep": ("mmm_core.sweep", "run a hyperparameter grid as parallel pipeline runs"),
+    "schedule": ("pipelines.schedule", "create a KFP recurring run of the retraining pipeline"),
+    "pretrain": (
+        "mmm_core.engine.pretrain",
+        "pretrain a ResNet on a disjoint synthetic identity set (an ImageNet stand-in)",
+    ),
     "demo": ("mmm_core.demo", "set up a small synthetic dataset and run the method on it"),
 }
 
