@@ -6,7 +6,10 @@ config file's value; ``overrides`` takes any other ``key.path=value``.
 
 After the last round, register logs the final model to MLflow and registers it.
 
-Resources: extract, train and evaluate ask for one GPU; cluster and match for CPU and memory.
+Resources: extract, train and evaluate ask for one GPU and are placed on GPU nodes (node
+selector and tolerations, `pipelines.kube`); cluster and match ask for CPU and memory. Every
+step's pod gets the cluster environment (ConfigMap mmm-pipeline-env, Secret
+mmm-storage-credentials; `pipelines.kube.use_cluster_env`).
 Caching: extract, cluster, match and evaluate are pure functions of their inputs and are
 cached; start (reads a dataset that may change) and train (GPU kernels are not bit-exact)
 are not. Every step retries transient failures.
@@ -25,6 +28,7 @@ from components import (
     start_op,
     train_op,
 )
+from pipelines.kube import use_cluster_env, use_gpu_nodes
 
 __all__ = ["GPU_STEPS", "apply_resources", "build_training_pipeline"]
 
@@ -45,13 +49,20 @@ CACHED["register"] = False  # it writes to the model registry
 
 
 def apply_resources(task: dsl.PipelineTask, step: str, display_name: str) -> dsl.PipelineTask:
-    """Name, resources, accelerator, retries and caching of one step's task."""
+    """Name, resources, accelerator, retries, caching and pod settings of one step's task.
+
+    Every task gets the cluster environment (`use_cluster_env`); GPU steps also the GPU node
+    selector and tolerations (`use_gpu_nodes`, set at compile time by $MMM_GPU_NODE_SELECTOR
+    and $MMM_GPU_TOLERATIONS).
+    """
     task.set_display_name(display_name)
     task.set_cpu_request(RESOURCES[step]["cpu"]).set_memory_request(RESOURCES[step]["memory"])
     if step in GPU_STEPS:
         task.set_accelerator_type(ACCELERATOR).set_accelerator_limit(1)
+        use_gpu_nodes(task)
     task.set_retry(num_retries=2, backoff_duration="30s", backoff_factor=2.0)
     task.set_caching_options(CACHED[step])
+    use_cluster_env(task)
     return task
 
 

@@ -8,6 +8,7 @@ these files; every check runs on that output.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 import re
 from pathlib import Path
@@ -248,6 +249,37 @@ def test_code_environment_is_provided_to_pods(base, example):
         find(base, "ConfigMap", CONFIG_MAP)["data"]
     )
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(secret_templates()[STORAGE_SECRET])
+
+
+@pytest.mark.parametrize("overlay", ["base", "example"])
+def test_compiled_pipeline_attaches_the_manifests_environment(overlay, request):
+    """pipelines.kube names the ConfigMap and Secret of k8s/ and maps every key they hold."""
+    from pipelines import kube
+
+    assert (kube.CONFIG_MAP, kube.STORAGE_SECRET) == (CONFIG_MAP, STORAGE_SECRET)
+    config = find(request.getfixturevalue(overlay), "ConfigMap", CONFIG_MAP)["data"]
+    assert set(kube.CONFIG_MAP_KEYS) == set(config)  # a key the pods would miss fails here
+    assert set(kube.SECRET_KEYS) == set(secret_templates()[STORAGE_SECRET])
+    given = set(kube.CONFIG_MAP_KEYS.values()) | set(kube.SECRET_KEYS.values())
+    assert len(given) == len(kube.CONFIG_MAP_KEYS) + len(kube.SECRET_KEYS)  # no name twice
+    read = env_read_by(REPO / "mmm_core" / "storage.py") | env_read_by(
+        REPO / "mmm_core" / "tracking.py"
+    )
+    missing = read - given - set(OPTIONAL_ENV)
+    assert not missing, f"read by the code but not attached by pipelines.kube: {sorted(missing)}"
+
+
+def test_compiled_pipeline_gpu_placement_matches_the_gpu_check():
+    """The pipeline's default GPU node selector and tolerations are the checked ones."""
+    from pipelines import kube
+
+    pod = find(build(GPU_CHECK), "Job", "mmm-gpu-check")["spec"]["template"]["spec"]
+    assert kube.parse_node_selector(kube.DEFAULT_GPU_NODE_SELECTOR) == pod["nodeSelector"]
+    tolerations = [
+        {k: v for k, v in dataclasses.asdict(t).items() if v is not None}
+        for t in kube.parse_tolerations(kube.DEFAULT_GPU_TOLERATIONS)
+    ]
+    assert tolerations == pod["tolerations"]
 
 
 @pytest.mark.parametrize("overlay", ["base", "example"])

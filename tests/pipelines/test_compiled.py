@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -15,17 +16,31 @@ COMPILED = ROOT / "pipelines" / "compiled"
 STEPS = ("extract", "cluster", "match", "train", "evaluate")
 
 
+@functools.cache
+def load_documents(name: str) -> tuple[dict, ...]:
+    """A compiled file: the pipeline spec, then the platform spec (kfp-kubernetes settings).
+
+    Parsed once per file (libyaml when present: the 50x50 file is a few MB); do not mutate.
+    """
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return tuple(yaml.load_all((COMPILED / name).read_text(), Loader=loader))
+
+
 def load(name: str) -> dict:
-    return yaml.safe_load((COMPILED / name).read_text())
+    """The pipeline spec of a compiled file."""
+    return load_documents(name)[0]
 
 
 @pytest.mark.slow
 def test_committed_yaml_equals_fresh_compile(monkeypatch) -> None:
-    monkeypatch.delenv("MMM_BASE_IMAGE", raising=False)
+    for variable in ("MMM_BASE_IMAGE", "MMM_GPU_NODE_SELECTOR", "MMM_GPU_TOLERATIONS"):
+        monkeypatch.delenv(variable, raising=False)
     from pipelines.compile import TRAINING_VARIANTS, compile_to_temporary
 
     fresh = compile_to_temporary()
-    assert sorted(fresh) == sorted(TRAINING_VARIANTS)
+    assert set(TRAINING_VARIANTS) <= set(fresh)
+    # every compiled pipeline is committed, and no committed file is a leftover
+    assert sorted(fresh) == sorted(p.name for p in COMPILED.glob("*.yaml"))
     for name, text in fresh.items():
         committed = (COMPILED / name).read_text()
         assert committed == text, f"{name} is stale: run `make compile` and commit"
@@ -83,6 +98,26 @@ def test_parameters_are_described_and_complete() -> None:
     assert set(parameters) == set(PARAMETER_KEYS) | {"config_file", "overrides"}
     for name, definition in parameters.items():
         assert definition.get("description"), f"{name} has no description"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in COMPILED.glob("*.yaml")))
+def test_every_executor_has_kubernetes_settings(name: str) -> None:
+    """Cluster env on every step; GPU nodes for exactly the steps that ask for a GPU
+    (tests/pipelines/test_kube.py checks the values on a fresh compile)."""
+    spec, platform = load_documents(name)
+    kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    executors = spec["deploymentSpec"]["executors"]
+    assert set(kubernetes) == set(executors)
+    gpu_executors = 0
+    for label, executor in executors.items():
+        settings = kubernetes[label]
+        assert [c["configMapName"] for c in settings["configMapAsEnv"]] == ["mmm-pipeline-env"]
+        assert [s["secretName"] for s in settings["secretAsEnv"]] == ["mmm-storage-credentials"]
+        gpu = "accelerator" in executor["container"].get("resources", {})
+        assert ("nodeSelector" in settings) == gpu, label
+        assert ("tolerations" in settings) == gpu, label
+        gpu_executors += gpu
+    assert gpu_executors > 0
 
 
 def test_base_image_is_one_value(monkeypatch) -> None:

@@ -1,0 +1,174 @@
+"""Kubernetes settings of the pipeline's step pods, written into the compiled pipeline.
+
+KFP puts these into the pipeline's platform spec (``platforms: kubernetes:``, the second YAML
+document of a compiled file) through the ``kfp-kubernetes`` package; KFP's driver applies them
+to each step pod. ``kfp.local`` runners ignore them.
+
+Environment (every step): the keys of ConfigMap `CONFIG_MAP` and Secret `STORAGE_SECRET`
+(k8s/base/pipeline-env.yaml, k8s/secrets/storage-credentials.template.yaml) become environment
+variables of the same names, the ones `mmm_core.storage` and `mmm_core.tracking` read. Both
+objects must exist in the namespace the pods run in, with every key listed here: a missing one
+stops the pod at creation (``CreateContainerConfigError``) rather than failing later inside a
+step.
+
+GPU nodes (extract, train, evaluate): a node selector and tolerations, fixed when the pipeline
+is compiled. The defaults fit nodes labelled by NVIDIA GPU feature discovery and tainted
+``nvidia.com/gpu:NoSchedule``; two environment variables of the compiling process change them:
+
+- ``MMM_GPU_NODE_SELECTOR``: ``key=value[,key=value...]``; ``none`` (or empty) for no selector.
+  Default ``nvidia.com/gpu.present=true``.
+- ``MMM_GPU_TOLERATIONS``: taints to tolerate, in ``kubectl taint`` syntax
+  ``key[=value][:effect][,...]`` (without a value the toleration matches any value, without an
+  effect any effect); ``none`` (or empty) for none. Default ``nvidia.com/gpu:NoSchedule``.
+"""
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from kfp import dsl, kubernetes
+
+__all__ = [
+    "CONFIG_MAP",
+    "CONFIG_MAP_KEYS",
+    "DEFAULT_GPU_NODE_SELECTOR",
+    "DEFAULT_GPU_TOLERATIONS",
+    "GPU_NODE_SELECTOR_VARIABLE",
+    "GPU_TOLERATIONS_VARIABLE",
+    "SECRET_KEYS",
+    "STORAGE_SECRET",
+    "Toleration",
+    "gpu_node_selector",
+    "gpu_tolerations",
+    "parse_node_selector",
+    "parse_tolerations",
+    "use_cluster_env",
+    "use_gpu_nodes",
+]
+
+CONFIG_MAP = "mmm-pipeline-env"
+STORAGE_SECRET = "mmm-storage-credentials"
+# ConfigMap key -> environment variable of the step pods (the same names)
+CONFIG_MAP_KEYS = {
+    "MINIO_ENDPOINT": "MINIO_ENDPOINT",  # mmm_core.storage: s3:// datasets
+    "MINIO_SECURE": "MINIO_SECURE",
+    "MMM_CACHE_DIR": "MMM_CACHE_DIR",  # mmm_core.storage: local mirror of s3:// datasets
+    "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",  # mmm_core.tracking, when tracking.uri is empty
+    "MLFLOW_S3_ENDPOINT_URL": "MLFLOW_S3_ENDPOINT_URL",  # MLflow client, s3:// artifact roots
+}
+# Secret key -> environment variable of the step pods (the same names)
+SECRET_KEYS = {
+    "MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY",  # mmm_core.storage
+    "MINIO_SECRET_KEY": "MINIO_SECRET_KEY",
+    "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",  # MLflow client (boto3), s3:// artifact roots
+    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+}
+
+GPU_NODE_SELECTOR_VARIABLE = "MMM_GPU_NODE_SELECTOR"
+GPU_TOLERATIONS_VARIABLE = "MMM_GPU_TOLERATIONS"
+DEFAULT_GPU_NODE_SELECTOR = "nvidia.com/gpu.present=true"
+DEFAULT_GPU_TOLERATIONS = "nvidia.com/gpu:NoSchedule"
+_NONE = ("", "none")
+_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+@dataclass(frozen=True)
+class Toleration:
+    """A pod toleration: ``operator`` is ``Exists`` (any value) or ``Equal`` (``value``);
+    ``effect`` None matches every effect."""
+
+    key: str
+    operator: str = "Exists"
+    value: str | None = None
+    effect: str | None = None
+
+
+def parse_node_selector(text: str) -> dict[str, str]:
+    """``"k=v,k2=v2"`` -> ``{"k": "v", "k2": "v2"}``; ``"none"`` or ``""`` -> ``{}``."""
+    if text.strip().lower() in _NONE:
+        return {}
+    selector = {}
+    for item in text.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"node selector entries are key=value, got {item.strip()!r}")
+        selector[key.strip()] = value.strip()
+    return selector
+
+
+def parse_tolerations(text: str) -> list[Toleration]:
+    """Taints in ``kubectl taint`` syntax, ``"key[=value][:effect][,...]"``, as tolerations.
+
+    ``"nvidia.com/gpu:NoSchedule"`` -> Exists/NoSchedule; ``"pool=gpu"`` -> Equal ``gpu``, any
+    effect; ``"none"`` or ``""`` -> ``[]``.
+    """
+    if text.strip().lower() in _NONE:
+        return []
+    tolerations = []
+    for item in text.split(","):
+        item = item.strip()
+        taint, _, effect = item.partition(":")
+        key, sep, value = taint.partition("=")
+        if not key.strip():
+            raise ValueError(f"toleration entries are key[=value][:effect], got {item!r}")
+        if effect and effect not in _EFFECTS:
+            raise ValueError(f"toleration effect must be one of {_EFFECTS}, got {effect!r}")
+        tolerations.append(
+            Toleration(
+                key=key.strip(),
+                operator="Equal" if sep else "Exists",
+                value=value.strip() if sep else None,
+                effect=effect or None,
+            )
+        )
+    return tolerations
+
+
+def gpu_node_selector(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The GPU steps' node selector: $MMM_GPU_NODE_SELECTOR if set, else the default."""
+    environ = os.environ if environ is None else environ
+    return parse_node_selector(environ.get(GPU_NODE_SELECTOR_VARIABLE, DEFAULT_GPU_NODE_SELECTOR))
+
+
+def gpu_tolerations(environ: Mapping[str, str] | None = None) -> list[Toleration]:
+    """The GPU steps' tolerations: $MMM_GPU_TOLERATIONS if set, else the default."""
+    environ = os.environ if environ is None else environ
+    return parse_tolerations(environ.get(GPU_TOLERATIONS_VARIABLE, DEFAULT_GPU_TOLERATIONS))
+
+
+def use_cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Give the task's pod the keys of ConfigMap `CONFIG_MAP` and Secret `STORAGE_SECRET` as
+    environment variables (`CONFIG_MAP_KEYS`, `SECRET_KEYS`)."""
+    kubernetes.use_config_map_as_env(
+        task, config_map_name=CONFIG_MAP, config_map_key_to_env=dict(CONFIG_MAP_KEYS)
+    )
+    kubernetes.use_secret_as_env(
+        task, secret_name=STORAGE_SECRET, secret_key_to_env=dict(SECRET_KEYS)
+    )
+    return task
+
+
+def use_gpu_nodes(
+    task: dsl.PipelineTask,
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Toleration] | None = None,
+) -> dsl.PipelineTask:
+    """Place the task on GPU nodes: a node selector and tolerations.
+
+    None takes the compile-time setting (`gpu_node_selector`, `gpu_tolerations`: the
+    environment, else ``nvidia.com/gpu.present=true`` and ``nvidia.com/gpu:NoSchedule``); an
+    empty mapping or sequence adds nothing.
+    """
+    node_selector = gpu_node_selector() if node_selector is None else node_selector
+    tolerations = gpu_tolerations() if tolerations is None else tolerations
+    for key, value in node_selector.items():
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    for toleration in tolerations:
+        kubernetes.add_toleration(
+            task,
+            key=toleration.key,
+            operator=toleration.operator,
+            value=toleration.value,
+            effect=toleration.effect,
+        )
+    return task

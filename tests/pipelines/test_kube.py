@@ -1,0 +1,131 @@
+"""Kubernetes settings of the step pods in a compiled pipeline (kfp-kubernetes platform spec)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from kfp import compiler
+
+from pipelines import kube
+from pipelines.training import build_training_pipeline
+
+GPU = ("extract", "train", "evaluate")
+CPU = ("start", "cluster", "match", "register")
+DEFAULT_SELECTOR = {"nvidia.com/gpu.present": "true"}
+DEFAULT_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+CONFIG_MAP_ENV = [
+    "MINIO_ENDPOINT",
+    "MINIO_SECURE",
+    "MMM_CACHE_DIR",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_S3_ENDPOINT_URL",
+]
+SECRET_ENV = ["MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+
+
+def compile_tiny(tmp_path: Path) -> tuple[dict, dict[str, dict]]:
+    """The pipeline spec of a 1 + 1 round pipeline and {step: [platform executor, ...]}."""
+    path = tmp_path / "tiny.yaml"
+    compiler.Compiler().compile(build_training_pipeline(1, 1, "tiny"), str(path))
+    spec, platform = yaml.safe_load_all(path.read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    by_step: dict[str, list[dict]] = {}
+    for task in spec["root"]["dag"]["tasks"].values():
+        component = task["componentRef"]["name"]  # comp-<step>-op[-N]
+        step = component.removeprefix("comp-").split("-op")[0]
+        label = spec["components"][component]["executorLabel"]
+        by_step.setdefault(step, []).append(executors[label])
+    return spec, by_step
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    monkeypatch.delenv(kube.GPU_NODE_SELECTOR_VARIABLE, raising=False)
+    monkeypatch.delenv(kube.GPU_TOLERATIONS_VARIABLE, raising=False)
+    return monkeypatch
+
+
+def test_every_task_gets_the_configmap_and_secret_env(tmp_path, clean_env) -> None:
+    spec, by_step = compile_tiny(tmp_path)
+    assert sorted(by_step) == sorted(GPU + CPU)
+    assert sum(len(v) for v in by_step.values()) == len(spec["root"]["dag"]["tasks"]) == 12
+    for step, executors in by_step.items():
+        for executor in executors:
+            (config_map,) = executor["configMapAsEnv"]
+            assert config_map["configMapName"] == "mmm-pipeline-env", step
+            assert config_map.get("optional", False) is False
+            pairs = [(e["configMapKey"], e["envVar"]) for e in config_map["keyToEnv"]]
+            assert pairs == [(k, k) for k in CONFIG_MAP_ENV], step
+            (secret,) = executor["secretAsEnv"]
+            assert secret["secretName"] == "mmm-storage-credentials", step
+            assert secret.get("optional", False) is False
+            pairs = [(e["secretKey"], e["envVar"]) for e in secret["keyToEnv"]]
+            assert pairs == [(k, k) for k in SECRET_ENV], step
+
+
+def test_gpu_steps_go_to_gpu_nodes_and_cpu_steps_do_not(tmp_path, clean_env) -> None:
+    _, by_step = compile_tiny(tmp_path)
+    for step in GPU:
+        assert len(by_step[step]) == 2  # one per round
+        for executor in by_step[step]:
+            assert executor["nodeSelector"] == {"labels": DEFAULT_SELECTOR}, step
+            assert executor["tolerations"] == DEFAULT_TOLERATIONS, step
+    for step in CPU:
+        for executor in by_step[step]:
+            assert "nodeSelector" not in executor and "tolerations" not in executor, step
+
+
+def test_gpu_placement_is_set_at_compile_time(tmp_path, clean_env) -> None:
+    clean_env.setenv(kube.GPU_NODE_SELECTOR_VARIABLE, "pool=gpu, zone=a")
+    clean_env.setenv(kube.GPU_TOLERATIONS_VARIABLE, "dedicated=ml:NoExecute,nvidia.com/gpu")
+    _, by_step = compile_tiny(tmp_path)
+    for executor in by_step["train"]:
+        assert executor["nodeSelector"] == {"labels": {"pool": "gpu", "zone": "a"}}
+        assert executor["tolerations"] == [
+            {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoExecute"},
+            {"key": "nvidia.com/gpu", "operator": "Exists"},
+        ]
+    for executor in by_step["cluster"]:
+        assert "nodeSelector" not in executor and "tolerations" not in executor
+
+    clean_env.setenv(kube.GPU_NODE_SELECTOR_VARIABLE, "none")
+    clean_env.setenv(kube.GPU_TOLERATIONS_VARIABLE, "")
+    _, by_step = compile_tiny(tmp_path)
+    for executor in by_step["extract"]:
+        assert "nodeSelector" not in executor and "tolerations" not in executor
+        assert executor["configMapAsEnv"] and executor["secretAsEnv"]  # env stays
+
+
+def test_parse_node_selector() -> None:
+    assert kube.parse_node_selector("nvidia.com/gpu.present=true") == DEFAULT_SELECTOR
+    assert kube.parse_node_selector(" a=1 , b = 2") == {"a": "1", "b": "2"}
+    assert kube.parse_node_selector("a=") == {"a": ""}
+    assert kube.parse_node_selector("None") == {} == kube.parse_node_selector("  ")
+    for bad in ("a", "=b", "a=1,,b=2"):
+        with pytest.raises(ValueError, match="key=value"):
+            kube.parse_node_selector(bad)
+
+
+def test_parse_tolerations() -> None:
+    T = kube.Toleration
+    assert kube.parse_tolerations("nvidia.com/gpu:NoSchedule") == [
+        T("nvidia.com/gpu", "Exists", None, "NoSchedule")
+    ]
+    assert kube.parse_tolerations("pool=gpu, x") == [
+        T("pool", "Equal", "gpu", None),
+        T("x", "Exists", None, None),
+    ]
+    assert kube.parse_tolerations("none") == [] == kube.parse_tolerations("")
+    with pytest.raises(ValueError, match="effect"):
+        kube.parse_tolerations("a:NoSchedul")
+    with pytest.raises(ValueError, match="key"):
+        kube.parse_tolerations(":NoSchedule")
+
+
+def test_defaults_and_explicit_arguments(clean_env) -> None:
+    assert kube.gpu_node_selector() == DEFAULT_SELECTOR
+    assert kube.gpu_tolerations() == [kube.Toleration("nvidia.com/gpu", effect="NoSchedule")]
+    assert kube.gpu_node_selector({kube.GPU_NODE_SELECTOR_VARIABLE: "a=b"}) == {"a": "b"}
+    assert kube.gpu_tolerations({kube.GPU_TOLERATIONS_VARIABLE: "none"}) == []
