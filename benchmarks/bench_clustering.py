@@ -17,6 +17,10 @@
    with progressive rounds, and the SCA weights; fastest of 3 runs, with torch on one thread
    and on all cores (on a shared machine the multi-threaded run can be the slower one).
 
+The child tasks (:func:`jaccard_task`, :func:`mmlm_task`, and the loop reference of the
+released code's approach, :func:`mmlm_reference_task`) are also what
+``benchmarks.performance`` runs; :func:`in_child` runs one in a fresh process.
+
 Features: deterministic hierarchical Gaussian blobs on the unit sphere. Each blob (an
 "identity") has a centre drawn around one of blobs/10 super-centres (similar-looking
 identities), three sub-centres (cameras) and per-sample noise; IR samples get a global and a
@@ -123,13 +127,44 @@ def _cores() -> int:
 # --------------------------------------------------------------------------- child tasks
 
 
-def jaccard_task(n: int, blobs: int, k1: int, k2: int, n_visible: int | None) -> dict:
-    """Runs in a fresh process: faiss kNN alone, then the full Jaccard; time and peak RSS."""
+def _rss_gb(field: str = "VmRSS") -> float:
+    kb = _status_kb(field)
+    return (kb or 0) / 2**20
+
+
+def jaccard_task(
+    n: int,
+    blobs: int,
+    k1: int,
+    k2: int,
+    n_visible: int | None,
+    dbscan_eps: float | None = None,
+    min_samples: int = 4,
+) -> dict:
+    """Faiss kNN alone, then the full Jaccard (and DBSCAN if ``dbscan_eps``); time and memory.
+
+    Meant for a fresh process (:func:`in_child`), so that the memory figures belong to this
+    computation alone:
+
+    * ``rss_imports_gb``: resident size after the imports (interpreter, numpy, torch, faiss);
+    * ``rss_before_gb``: just before the Jaccard call (imports + the features);
+    * ``peak_rss_gb``: the process's peak resident size during the Jaccard (+ DBSCAN) call,
+      read as ``VmHWM`` after resetting it through ``/proc/self/clear_refs`` (Linux); where
+      that is unavailable, ``ru_maxrss`` (the whole child's lifetime peak, an upper bound);
+    * ``added_gb = peak_rss_gb - rss_before_gb``: what the computation itself adds;
+    * ``ru_maxrss_gb``: the child's lifetime peak (also covers generating the features).
+
+    With ``dbscan_eps`` the Jaccard keeps only pairs with ``d <= eps`` (what the training
+    pipeline does) and DBSCAN(eps, min_samples) runs on it; otherwise every pair with
+    ``d < 1`` is kept (the full definition).
+    """
     import faiss
 
+    from mmm_core.clustering.dbscan import dbscan_labels
     from mmm_core.clustering.jaccard import jaccard_distance
 
     faiss.omp_set_num_threads(_cores())
+    rss_imports = _rss_gb()
     x, _, modality = clustered_features(n, blobs, n_visible=n_visible)
 
     warm = faiss.IndexFlatIP(x.shape[1])  # load the BLAS and thread pool before timing
@@ -143,15 +178,22 @@ def jaccard_task(n: int, blobs: int, k1: int, k2: int, n_visible: int | None) ->
     knn_s, knn_cpu_s = time.perf_counter() - start, time.process_time() - cpu
     del index
 
-    before_kb = _status_kb("VmRSS")
+    rss_before = _rss_gb()
     exact_peak = _reset_peak()
     start, cpu = time.perf_counter(), time.process_time()
-    dist = jaccard_distance(x, k1, k2, modality=modality)
+    dist = jaccard_distance(x, k1, k2, modality=modality, max_distance=dbscan_eps)
     jaccard_s, jaccard_cpu_s = time.perf_counter() - start, time.process_time() - cpu
-    peak_kb = _status_kb("VmHWM") if exact_peak else None
-    if peak_kb is None:  # fall back to the process-lifetime peak
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {
+    dbscan_s, clusters, noise = 0.0, None, None
+    if dbscan_eps is not None:
+        mark = time.perf_counter()
+        labels = dbscan_labels(dist, dbscan_eps, min_samples)
+        dbscan_s = time.perf_counter() - mark
+        clusters, noise = int(labels.max()) + 1, int((labels < 0).sum())
+    peak = _rss_gb("VmHWM") if exact_peak else 0.0
+    ru_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if not exact_peak or peak == 0.0:  # fall back to the process-lifetime peak
+        exact_peak, peak = False, ru_maxrss
+    result = {
         "n": n,
         "blobs": blobs,
         "k1": k1,
@@ -164,12 +206,45 @@ def jaccard_task(n: int, blobs: int, k1: int, k2: int, n_visible: int | None) ->
         "jaccard_cpu_s": jaccard_cpu_s,
         "cpu_ratio_to_knn": jaccard_cpu_s / knn_cpu_s,
         "load_average": os.getloadavg(),
-        "rss_before_gb": (before_kb or 0) / 2**20,
-        "peak_rss_gb": peak_kb / 2**20,
+        "rss_imports_gb": rss_imports,
+        "rss_before_gb": rss_before,
+        "peak_rss_gb": peak,
+        "added_gb": peak - rss_before,
+        "ru_maxrss_gb": ru_maxrss,
         "peak_method": "VmHWM after clear_refs" if exact_peak else "ru_maxrss (whole child)",
+        "max_distance": dbscan_eps,
         "stored_per_row": dist.nnz / n,
         "output_mb": (dist.data.nbytes + dist.indices.nbytes + dist.indptr.nbytes) / 2**20,
     }
+    if dbscan_eps is not None:
+        result.update(
+            dbscan_s=dbscan_s,
+            clustered_s=jaccard_s + dbscan_s,
+            clustered_ratio_to_knn=(jaccard_s + dbscan_s) / knn_s,
+            dbscan_eps=dbscan_eps,
+            min_samples=min_samples,
+            clusters=clusters,
+            noise=noise,
+        )
+    return result
+
+
+def mmlm_inputs(
+    n_visible: int, n_infrared: int, c_visible: int, c_infrared: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """SYSU-like MMLM inputs: visible and infrared features (float32, unit rows) and labels.
+
+    Labels are the blob ids with 5 % of the samples turned into DBSCAN noise (-1), renumbered
+    0..C-1. Deterministic: the same arguments give the same arrays.
+    """
+    from mmm_core.clustering.dbscan import renumber_labels
+
+    rng = np.random.default_rng(1)
+    visible, v_labels, _ = clustered_features(n_visible, c_visible, seed=1)
+    infrared, r_labels, _ = clustered_features(n_infrared, c_infrared, seed=2)
+    v_labels = renumber_labels(np.where(rng.random(n_visible) < 0.05, -1, v_labels))
+    r_labels = renumber_labels(np.where(rng.random(n_infrared) < 0.05, -1, r_labels))
+    return visible, v_labels, infrared, r_labels
 
 
 def mmlm_task(
@@ -183,25 +258,24 @@ def mmlm_task(
     """Runs in a fresh process: sub-clustering (K = 4) + cost + Hungarian + SCA weights.
 
     Torch uses ``threads`` threads. Repeated ``repeats`` times; the fastest run is reported
-    (and the median total).
+    (and the median total). ``mmlm_s`` is sub-clustering + cost + Hungarian (the SPEC's MMLM
+    figure), ``total_s`` adds the SCA weights.
     """
     import torch
 
-    from mmm_core.clustering.dbscan import renumber_labels
     from mmm_core.clustering.subcluster import subcluster
     from mmm_core.matching.assignment import match_clusters
     from mmm_core.matching.cost import memory_cost
     from mmm_core.matching.soft import sca_weights
 
-    torch.set_num_threads(threads)
-    rng = np.random.default_rng(1)
-    visible, v_labels, _ = clustered_features(n_visible, c_visible, seed=1)
-    infrared, r_labels, _ = clustered_features(n_infrared, c_infrared, seed=2)
-    v_labels = renumber_labels(np.where(rng.random(n_visible) < 0.05, -1, v_labels))
-    r_labels = renumber_labels(np.where(rng.random(n_infrared) < 0.05, -1, r_labels))
+    visible, v_labels, infrared, r_labels = mmlm_inputs(
+        n_visible, n_infrared, c_visible, c_infrared
+    )
     visible_t, infrared_t = torch.from_numpy(visible), torch.from_numpy(infrared)
 
     runs = []
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
     for _ in range(repeats):
         times = {}
         start = time.perf_counter()
@@ -215,13 +289,16 @@ def mmlm_task(
         mark = time.perf_counter()
         v2r, r2v = match_clusters(cost)
         times["hungarian_s"] = time.perf_counter() - mark
+        times["mmlm_s"] = time.perf_counter() - start
         mark = time.perf_counter()
         sca_weights(cost, topk=3, temperature=0.05)
         times["sca_s"] = time.perf_counter() - mark
         times["total_s"] = time.perf_counter() - start
         runs.append(times)
+    torch.set_num_threads(previous_threads)
     best = min(runs, key=lambda run: run["total_s"])
     median_total = float(np.median([run["total_s"] for run in runs]))
+    median_mmlm = float(np.median([run["mmlm_s"] for run in runs]))
     return {
         "visible_features": n_visible,
         "infrared_features": n_infrared,
@@ -231,12 +308,113 @@ def mmlm_task(
         "torch_threads": threads,
         "repeats": repeats,
         "median_total_s": median_total,
+        "median_mmlm_s": median_mmlm,
         "load_average": os.getloadavg(),
         **best,
     }
 
 
-def _in_child(function, *args) -> dict:
+def _hungarian_until_all_matched(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hungarian rounds on the unmatched rows of the larger side until all are matched."""
+    from scipy.optimize import linear_sum_assignment
+
+    transposed = cost.shape[0] < cost.shape[1]
+    larger = cost.T if transposed else cost
+    big_to_small = np.full(larger.shape[0], -1, dtype=np.int64)
+    small_to_big = np.full(larger.shape[1], -1, dtype=np.int64)
+    rows, cols = linear_sum_assignment(larger)
+    big_to_small[rows], small_to_big[cols] = cols, rows
+    while (big_to_small < 0).any():
+        left = np.flatnonzero(big_to_small < 0)
+        rows, cols = linear_sum_assignment(larger[left])
+        big_to_small[left[rows]] = cols
+    return (small_to_big, big_to_small) if transposed else (big_to_small, small_to_big)
+
+
+def mmlm_reference_task(
+    n_visible: int, n_infrared: int, c_visible: int, c_infrared: int, k: int = 4
+) -> dict:
+    """The released code's approach to MMLM, for timing: one sklearn fit per cluster, loops.
+
+    Written for this benchmark from a description of that approach (not its code):
+
+    * sub-clustering: for every cluster of each modality, select its members with a boolean
+      mask and fit ``sklearn.cluster.KMeans(n_clusters=min(k, |c|))`` (sklearn's defaults:
+      k-means++, ``n_init="auto"``, up to 300 iterations; ``random_state=0``); the memories
+      are its normalised ``cluster_centers_``;
+    * cost: two Python loops over (infrared cluster, visible cluster) pairs, each computing
+      ``scipy.spatial.distance.cdist`` between the two clusters' memories and the sum over
+      the infrared memories of the distance to the nearest visible one (the one-sided sum);
+    * matching: ``scipy.optimize.linear_sum_assignment``, repeated on the unmatched clusters
+      of the larger side until every cluster has a partner.
+
+    Same inputs as :func:`mmlm_task` (:func:`mmlm_inputs`). Runs once. Also checks the loop
+    cost against the project's vectorised ``memory_cost(..., variant="one_sided")`` on the
+    same memories (``max_abs_diff_cost``, not timed).
+    """
+    import warnings
+
+    import torch
+    from scipy.spatial.distance import cdist
+    from sklearn.cluster import KMeans
+
+    from mmm_core.matching.cost import memory_cost
+
+    visible, v_labels, infrared, r_labels = mmlm_inputs(
+        n_visible, n_infrared, c_visible, c_infrared
+    )
+
+    def memories(features: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for cluster in range(int(labels.max()) + 1):
+            members = features[labels == cluster]
+            kmeans = KMeans(n_clusters=min(k, len(members)), random_state=0).fit(members)
+            centres = kmeans.cluster_centers_
+            out.append(centres / np.linalg.norm(centres, axis=1, keepdims=True))
+        return out
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():  # duplicate points in tiny clusters
+        warnings.simplefilter("ignore")
+        v_memories = memories(visible, v_labels)
+        r_memories = memories(infrared, r_labels)
+    kmeans_s = time.perf_counter() - start
+    mark = time.perf_counter()
+    cost_rv = np.zeros((len(r_memories), len(v_memories)))
+    for i, r_centres in enumerate(r_memories):
+        for j, v_centres in enumerate(v_memories):
+            cost_rv[i, j] = cdist(r_centres, v_centres).min(axis=1).sum()
+    cost_s = time.perf_counter() - mark
+    mark = time.perf_counter()
+    v2r, r2v = _hungarian_until_all_matched(cost_rv.T)
+    hungarian_s = time.perf_counter() - mark
+    total_s = time.perf_counter() - start
+
+    def padded(memory_list: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        centres = np.zeros((len(memory_list), k, visible.shape[1]), dtype=np.float32)
+        mask = np.zeros((len(memory_list), k), dtype=bool)
+        for c, memory in enumerate(memory_list):
+            centres[c, : len(memory)], mask[c, : len(memory)] = memory, True
+        return torch.from_numpy(centres), torch.from_numpy(mask)
+
+    vectorised = memory_cost(*padded(v_memories), *padded(r_memories), variant="one_sided")
+    return {
+        "visible_features": n_visible,
+        "infrared_features": n_infrared,
+        "visible_clusters": len(v_memories),
+        "infrared_clusters": len(r_memories),
+        "every_cluster_matched": bool((v2r >= 0).all() and (r2v >= 0).all()),
+        "kmeans_s": kmeans_s,
+        "cost_s": cost_s,
+        "hungarian_s": hungarian_s,
+        "total_s": total_s,
+        "max_abs_diff_cost": float(np.abs(vectorised.numpy() - cost_rv.T).max()),
+        "load_average": os.getloadavg(),
+    }
+
+
+def in_child(function, *args) -> dict:
+    """``function(*args)`` in a fresh spawned Python process (its own memory, its own peak)."""
     with ProcessPoolExecutor(1, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
         return pool.submit(function, *args).result()
 
@@ -271,7 +449,7 @@ def main() -> None:
     print("-" * len(header))
     jaccard_results = []
     for n, blobs, k1, k2, n_visible in jaccard_cases:
-        result = _in_child(jaccard_task, n, blobs, k1, k2, n_visible)
+        result = in_child(jaccard_task, n, blobs, k1, k2, n_visible)
         jaccard_results.append(result)
         kind = "joint" if n_visible else "intra"
         label = f"N={n} {kind} {k1}/{k2}"
@@ -285,7 +463,7 @@ def main() -> None:
     print(f"peak memory: {jaccard_results[0]['peak_method']}")
     print()
 
-    mmlm_runs = [_in_child(mmlm_task, *mmlm_case, threads) for threads in sorted({1, _cores()})]
+    mmlm_runs = [in_child(mmlm_task, *mmlm_case, threads) for threads in sorted({1, _cores()})]
     mmlm = mmlm_runs[0]
     print(
         f"MMLM {mmlm['visible_features']} x {mmlm['infrared_features']} features, "
