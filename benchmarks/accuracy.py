@@ -1,0 +1,399 @@
+"""The ablation ladder on the synthetic bench preset: does each part of MMM help?
+
+    python -m benchmarks.accuracy                 # SYSU + RegDB layouts, seeds 1 2 3
+    python -m benchmarks.accuracy --quick         # a smoke run: 1 seed, 1+1 rounds, few ids
+    python -m benchmarks.accuracy --formats sysu --seeds 1 2
+
+Variants (SPEC section 5, configs/ablation/*.yaml composed on the bench config):
+
+    baseline      stage 1 without CMC (per-modality cluster contrast), R1 + R2 rounds
+    +CMC          stage 1 with CMC joint clustering, R1 + R2 rounds
+    +MMLM (K=1)   R1 CMC rounds, then R2 stage-2 rounds: single memory, Hungarian, no SCA
+    +MMLM (K=4)   ... multi-memory (K=4), Hungarian, no SCA
+    +SCA (MMM)    ... K=4, Hungarian, SCA (the full method)
+    greedy        MMM with per-cluster greedy matching instead of Hungarian (comparison)
+
+Every variant trains the same number of rounds. The stage-1 CMC rounds that the last five
+variants share are trained once per (layout, seed) and each variant resumes from a copy of
+that checkpoint: resuming is bit-identical on CPU (tests/engine/test_loop.py) and stage 1 reads
+no stage-2 setting, so this equals training each variant from scratch
+(tests/test_benchmarks_accuracy.py checks it on a micro run) at a fraction of the cost.
+
+Initial weights: no ImageNet download is possible here, so the network starts from
+`mmm pretrain` weights (visible images of a disjoint synthetic identity set, world seed
+1000, see mmm_core/engine/pretrain.py); `--pretrained none` starts from random weights.
+
+Output (``--out``, default benchmarks/results/accuracy): ``runs/`` (every run's metrics.jsonl),
+``accuracy.json`` (all rows + summaries), ``accuracy.md`` (tables), ``*.png`` (curves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmm_core.config import Config, load_config
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+ABLATIONS = ROOT / "configs" / "ablation"
+BASE_CONFIGS = {
+    "sysu": ROOT / "configs" / "synthetic-bench.yaml",
+    "regdb": ROOT / "configs" / "synthetic-bench-regdb.yaml",
+}
+VARIANTS = ("baseline", "cmc", "mmlm-k1", "mmlm-k4", "mmm", "greedy")
+LABELS = {
+    "baseline": "baseline",
+    "cmc": "+CMC",
+    "mmlm-k1": "+MMLM (K=1)",
+    "mmlm-k4": "+MMLM (K=4)",
+    "mmm": "+SCA (MMM)",
+    "greedy": "MMM, greedy matching",
+}
+STAGE2_VARIANTS = ("mmlm-k1", "mmlm-k4", "mmm", "greedy")
+# (metric key in a metrics row, column title) per layout.
+SETTINGS = {
+    "sysu": [("sysu/all/single", "SYSU all-search"), ("sysu/indoor/single", "SYSU indoor-search")],
+    "regdb": [
+        ("regdb/visible->thermal", "RegDB visible->thermal"),
+        ("regdb/thermal->visible", "RegDB thermal->visible"),
+    ],
+}
+MEASURES = ("rank1", "mAP", "mINP")
+CLUSTER_MEASURES = ("ari_visible", "ari_infrared", "correspondence_accuracy")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one benchmark run trains."""
+
+    formats: tuple[str, ...] = ("sysu", "regdb")
+    seeds: tuple[int, ...] = (1, 2, 3)
+    stage1_rounds: int = 3
+    stage2_rounds: int = 3
+    iters_per_round: int | None = None  # None: the bench config's
+    ids: dict[str, int] = field(default_factory=dict)  # layout -> ids; empty: config's
+    pretrained: str = "auto"  # "auto" (mmm pretrain, cached), "none", or a file
+    device: str = "auto"
+    variants: tuple[str, ...] = VARIANTS
+
+
+QUICK = Plan(
+    formats=("sysu", "regdb"),
+    seeds=(1,),
+    stage1_rounds=1,
+    stage2_rounds=1,
+    iters_per_round=4,
+    ids={"sysu": 24, "regdb": 24},
+    pretrained="none",
+)
+
+
+def variant_config(
+    fmt: str, variant: str, seed: int, plan: Plan, data_root: Path, extra: list[str] = ()
+) -> Config:
+    """The resolved config of one variant (full length: R1 + R2 rounds in total)."""
+    files = [BASE_CONFIGS[fmt], ABLATIONS / f"{variant}.yaml"]
+    r1, r2 = plan.stage1_rounds, plan.stage2_rounds
+    if variant in STAGE2_VARIANTS:
+        rounds = [f"train.stage1_rounds={r1}", f"train.stage2_rounds={r2}"]
+    else:
+        rounds = [f"train.stage1_rounds={r1 + r2}", "train.stage2_rounds=0"]
+    sets = [f"seed={seed}", f"data.root={data_root}", f"train.device={plan.device}", *rounds]
+    sets += ["tracking.enabled=false"]
+    if plan.iters_per_round:
+        sets.append(f"train.iters_per_round={plan.iters_per_round}")
+    if fmt in plan.ids:
+        sets.append(f"data.synthetic.ids={plan.ids[fmt]}")
+    return load_config(files, [*sets, *extra])
+
+
+def trunk_config(fmt: str, seed: int, plan: Plan, data_root: Path, extra: list[str] = ()) -> Config:
+    """The shared stage-1 part: R1 CMC rounds (the +CMC config cut after R1 rounds)."""
+    cfg = variant_config(fmt, "cmc", seed, plan, data_root, extra)
+    return cfg.replace(**{"train.stage1_rounds": plan.stage1_rounds})
+
+
+def _train(cfg: Config, out: Path, resume: bool = False) -> list[dict[str, Any]]:
+    from mmm_core.engine.loop import run_training
+
+    return run_training(cfg, out, resume=resume)
+
+
+def _branch(trunk: Path, out: Path) -> None:
+    """A copy of the trunk's run folder (checkpoint + metrics) to resume from."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name in ("checkpoint.pt", "metrics.jsonl"):
+        shutil.copy2(trunk / name, out / name)
+
+
+def _done(out: Path, rounds: int) -> list[dict[str, Any]] | None:
+    """The rows of a finished run folder (reused when the benchmark is rerun), else None."""
+    path = out / "metrics.jsonl"
+    if not (out / "done").exists() or not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return rows if len(rows) == rounds else None
+
+
+def run_layout_seed(
+    fmt: str, seed: int, plan: Plan, data_root: Path, out: Path, extra: list[str] = ()
+) -> dict[str, list[dict[str, Any]]]:
+    """Train every variant of `plan` for one layout and seed; returns variant -> rows."""
+    total = plan.stage1_rounds + plan.stage2_rounds
+    results: dict[str, list[dict[str, Any]]] = {}
+    trunk = out / "trunk"
+    needs_trunk = any(v != "baseline" for v in plan.variants)
+    if needs_trunk and _done(trunk, plan.stage1_rounds) is None:
+        log.info("%s seed %d: %d shared CMC rounds", fmt, seed, plan.stage1_rounds)
+        _train(trunk_config(fmt, seed, plan, data_root, extra), trunk)
+        (trunk / "done").touch()
+    for variant in plan.variants:
+        run_dir = out / variant
+        rows = _done(run_dir, total)
+        if rows is None:
+            cfg = variant_config(fmt, variant, seed, plan, data_root, extra)
+            started = time.perf_counter()
+            if variant == "baseline":
+                rows = _train(cfg, run_dir)
+            else:
+                _branch(trunk, run_dir)
+                rows = _train(cfg, run_dir, resume=True)
+            (run_dir / "done").touch()
+            log.info("%s seed %d %s: %.0f s", fmt, seed, variant, time.perf_counter() - started)
+        results[variant] = rows
+    return results
+
+
+# ------------------------------------------------------------------------------ summaries
+
+
+def final_metrics(fmt: str, rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The last round's retrieval metrics (per setting) and the last clustering diagnostics."""
+    last = rows[-1]
+    out: dict[str, float] = {}
+    for key, _title in SETTINGS[fmt]:
+        for measure in MEASURES:
+            out[f"{key}/{measure}"] = float(last[f"{key}/{measure}"])
+    for measure in CLUSTER_MEASURES:
+        values = [r[measure] for r in rows if r.get(measure) is not None]
+        out[measure] = float(values[-1]) if values else float("nan")
+    return out
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value), NaNs ignored."""
+    array = np.asarray([v for v in values if v == v], dtype=np.float64)
+    if array.size == 0:
+        return float("nan"), float("nan")
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+
+
+def summarise(
+    results: dict[str, dict[int, dict[str, list[dict[str, Any]]]]],
+) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
+    """layout -> variant -> metric -> (mean, std) over seeds of the final values.
+
+    Also ``"diff vs MMM"`` entries: per-seed paired differences (variant - MMM), mean and std.
+    """
+    summary: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
+    for fmt, by_seed in results.items():
+        summary[fmt] = {}
+        finals = {
+            variant: [final_metrics(fmt, by_seed[seed][variant]) for seed in sorted(by_seed)]
+            for variant in next(iter(by_seed.values()))
+        }
+        for variant, per_seed in finals.items():
+            entry = {key: mean_std([m[key] for m in per_seed]) for key in per_seed[0]}
+            if "mmm" in finals and variant != "mmm":
+                for key in per_seed[0]:
+                    diffs = [m[key] - r[key] for m, r in zip(per_seed, finals["mmm"], strict=True)]
+                    entry[f"diff/{key}"] = mean_std(diffs)
+            summary[fmt][variant] = entry
+    return summary
+
+
+def _pm(value: tuple[float, float], scale: float = 100.0, digits: int = 1) -> str:
+    mean, std = value
+    if mean != mean:
+        return "-"
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def markdown_tables(summary: dict, plan: Plan) -> str:
+    """One table per layout: final R1 / mAP / mINP per setting, ARI and correspondence."""
+    lines: list[str] = []
+    n = len(plan.seeds)
+    for fmt, variants in summary.items():
+        settings = SETTINGS[fmt]
+        head = ["variant"]
+        for _key, title in settings:
+            head += [f"{title} R1", "mAP", "mINP"]
+        head += ["ARI vis", "ARI IR", "corr. acc."]
+        lines.append(f"**{fmt.upper()} layout** (mean ± std over {n} seeds, %, last round)\n")
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for variant, entry in variants.items():
+            cells = [LABELS[variant]]
+            for key, _title in settings:
+                cells += [_pm(entry[f"{key}/{m}"]) for m in MEASURES]
+            cells += [_pm(entry[m], 1.0, 3) for m in ("ari_visible", "ari_infrared")]
+            cells.append(_pm(entry["correspondence_accuracy"]))
+            lines.append("| " + " | ".join(cells) + " |")
+        primary = settings[0][0]
+        lines.append("")
+        lines.append(
+            f"Paired difference to MMM on {settings[0][1]} mAP (variant - MMM, per seed, "
+            "mean ± std): "
+            + "; ".join(
+                f"{LABELS[v]} {_pm(e[f'diff/{primary}/mAP'])}"
+                for v, e in variants.items()
+                if f"diff/{primary}/mAP" in e
+            )
+        )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_curves(results: dict, out: Path) -> list[Path]:
+    """Per layout: primary mAP, ARI (IR) and correspondence accuracy per round, by variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    panels = [("mAP", "mAP (primary setting)"), ("ari_infrared", "ARI, infrared"),
+              ("correspondence_accuracy", "correspondence accuracy")]  # fmt: skip
+    for fmt, by_seed in results.items():
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
+        variants = next(iter(by_seed.values()))
+        for variant in variants:
+            for ax, (key, title) in zip(axes, panels, strict=True):
+                curves = []
+                for seed in sorted(by_seed):
+                    rows = by_seed[seed][variant]
+                    curves.append([np.nan if r.get(key) is None else r[key] for r in rows])
+                array = np.asarray(curves, dtype=np.float64)
+                if np.all(np.isnan(array)):
+                    continue
+                mean = np.nanmean(array, axis=0)
+                x = np.arange(len(mean))
+                ax.plot(x, mean, marker="o", ms=3, label=LABELS[variant])
+                if array.shape[0] > 1:
+                    ax.fill_between(x, np.nanmin(array, 0), np.nanmax(array, 0), alpha=0.15)
+                ax.set_title(title)
+                ax.set_xlabel("round")
+        axes[0].legend(fontsize=7)
+        fig.suptitle(f"synthetic bench, {fmt.upper()} layout (mean over seeds, band = min-max)")
+        fig.tight_layout()
+        path = out / f"accuracy-{fmt}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------------------ driver
+
+
+def ensure_pretrained(plan: Plan, out: Path) -> str:
+    """The weights file to start from (trains it once with `mmm pretrain` when "auto").
+
+    "auto" runs the README's command (tiny-preset world seed 1000, 200 ids, 64x32, 300 steps
+    of 32): the bench layouts are read at the same 64x32 size.
+    """
+    if plan.pretrained != "auto":
+        return plan.pretrained
+    weights = out / "pretrain" / "resnet18-tiny.pt"
+    if not weights.exists():
+        from mmm_core import cli
+
+        argv = ["pretrain", "--out", str(weights), "--iters", "300", "--batch-size", "32"]
+        argv += ["--no-progress", "--device", "cpu" if plan.device == "auto" else plan.device]
+        if cli.main(argv) != 0:
+            raise RuntimeError("mmm pretrain failed")
+    return str(weights)
+
+
+def run(plan: Plan, out: Path) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    pretrained = ensure_pretrained(plan, out)
+    extra = [f"model.pretrained={pretrained}"]
+    results: dict[str, dict[int, dict[str, list[dict[str, Any]]]]] = {}
+    for fmt in plan.formats:
+        ids = plan.ids.get(fmt, load_config([BASE_CONFIGS[fmt]]).data.synthetic.ids)
+        data_root = out / "data" / f"bench-{fmt}-{ids}ids"
+        results[fmt] = {}
+        for seed in plan.seeds:
+            run_out = out / "runs" / fmt / f"seed{seed}"
+            results[fmt][seed] = run_layout_seed(fmt, seed, plan, data_root, run_out, extra)
+            print(f"[{time.perf_counter() - started:6.0f} s] {fmt} seed {seed} done", flush=True)
+    summary = summarise(results)
+    tables = markdown_tables(summary, plan)
+    plots = plot_curves(results, out)
+    report = {
+        "plan": {**asdict(plan), "pretrained": pretrained},
+        "seconds": round(time.perf_counter() - started, 1),
+        "summary": summary,
+        "rows": {fmt: {str(s): r for s, r in by_seed.items()} for fmt, by_seed in results.items()},
+        "plots": [str(p) for p in plots],
+    }
+    (out / "accuracy.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    (out / "accuracy.md").write_text(tables + "\n")
+    print(tables)
+    print(f"total {report['seconds']:.0f} s; results in {out}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run (minutes)")
+    parser.add_argument("--formats", nargs="+", choices=tuple(BASE_CONFIGS))
+    parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS)
+    parser.add_argument("--rounds", nargs=2, type=int, metavar=("R1", "R2"))
+    parser.add_argument("--iters", type=int, help="training iterations per round")
+    parser.add_argument("--pretrained", help="auto (default), none, or a weights file")
+    parser.add_argument("--device", help="auto (default), cpu, cuda")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "accuracy")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    plan = QUICK if args.quick else Plan()
+    changes: dict[str, Any] = {}
+    if args.formats:
+        changes["formats"] = tuple(args.formats)
+    if args.seeds:
+        changes["seeds"] = tuple(args.seeds)
+    if args.variants:
+        changes["variants"] = tuple(args.variants)
+    if args.rounds:
+        changes["stage1_rounds"], changes["stage2_rounds"] = args.rounds
+    if args.iters:
+        changes["iters_per_round"] = args.iters
+    if args.pretrained:
+        changes["pretrained"] = args.pretrained
+    if args.device:
+        changes["device"] = args.device
+    plan = Plan(**{**asdict(plan), **changes})
+    if args.quick and args.out == parser.get_default("out"):
+        args.out = args.out.with_name("accuracy-quick")
+    run(plan, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

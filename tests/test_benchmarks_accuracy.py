@@ -1,0 +1,102 @@
+"""benchmarks/accuracy.py: the shared-trunk shortcut equals training from scratch; summaries."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks import accuracy
+from tests.conftest import MICRO_OVERRIDES
+
+KEYS = ("mAP", "rank1", "ari_visible", "ari_infrared", "loss", "n_clusters_visible")
+
+
+@pytest.fixture
+def micro_base(tmp_path: Path, micro_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny config with the micro schedule as the benchmark's SYSU base config."""
+    configs = Path(accuracy.__file__).resolve().parents[1] / "configs"
+    data = yaml.safe_load((configs / "synthetic-tiny.yaml").read_text())
+    for item in MICRO_OVERRIDES:
+        key, value = item.split("=", 1)
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    base = tmp_path / "micro-base.yaml"
+    base.write_text(yaml.safe_dump(data))
+    monkeypatch.setitem(accuracy.BASE_CONFIGS, "sysu", base)
+    return micro_dataset
+
+
+@pytest.mark.slow
+def test_branching_from_the_trunk_equals_training_from_scratch(
+    micro_base: Path, tmp_path: Path
+) -> None:
+    plan = accuracy.Plan(
+        formats=("sysu",), seeds=(5,), stage1_rounds=1, stage2_rounds=1, iters_per_round=2,
+        pretrained="none", device="cpu", variants=("cmc", "mmlm-k1"),
+    )  # fmt: skip
+    branched = accuracy.run_layout_seed("sysu", 5, plan, micro_base, tmp_path / "bench")
+    for variant in ("cmc", "mmlm-k1"):
+        cfg = accuracy.variant_config("sysu", variant, 5, plan, micro_base)
+        scratch = accuracy._train(cfg, tmp_path / f"scratch-{variant}")
+        assert [r["stage"] for r in scratch] == [1, 1] if variant == "cmc" else [1, 2]
+        for a, b in zip(branched[variant], scratch, strict=True):
+            for key in (
+                "mAP",
+                "rank1",
+                "ari_visible",
+                "ari_infrared",
+                "loss",
+                "n_clusters_visible",
+            ):
+                assert a[key] == b[key], (variant, a["round"], key)
+    # A rerun reuses finished folders instead of training again.
+    again = accuracy.run_layout_seed("sysu", 5, plan, micro_base, tmp_path / "bench")
+    assert again == branched
+
+
+def _rows(mAP: float, ari: float) -> list[dict]:
+    row = {"ari_visible": ari, "ari_infrared": ari / 2, "correspondence_accuracy": None}
+    for key, _title in accuracy.SETTINGS["regdb"]:
+        for measure in accuracy.MEASURES:
+            row[f"{key}/{measure}"] = mAP
+    return [{**row, "correspondence_accuracy": 0.5}, row]
+
+
+def test_summary_means_spreads_and_paired_differences() -> None:
+    results = {
+        "regdb": {
+            1: {"mmm": _rows(0.50, 0.8), "baseline": _rows(0.40, 0.6)},
+            2: {"mmm": _rows(0.60, 0.6), "baseline": _rows(0.44, 0.6)},
+        }
+    }
+    summary = accuracy.summarise(results)["regdb"]
+    mean, std = summary["mmm"]["regdb/visible->thermal/mAP"]
+    assert math.isclose(mean, 0.55) and math.isclose(std, math.sqrt(0.005))
+    diff_mean, diff_std = summary["baseline"]["diff/regdb/visible->thermal/mAP"]
+    assert math.isclose(diff_mean, -0.13) and math.isclose(diff_std, math.sqrt(0.0018))
+    # Correspondence accuracy: the last round that has one.
+    assert summary["baseline"]["correspondence_accuracy"] == (0.5, 0.0)
+    assert summary["mmm"]["ari_visible"][0] == pytest.approx(0.7)
+    table = accuracy.markdown_tables({"regdb": summary}, accuracy.Plan(seeds=(1, 2)))
+    assert "| +SCA (MMM) | 55.0 ± 7.1 |" in table
+    assert "baseline -13.0 ± 4.2" in table
+
+
+def test_variant_configs_follow_the_ladder(tmp_path: Path) -> None:
+    plan = accuracy.Plan(stage1_rounds=2, stage2_rounds=3, iters_per_round=7)
+    configs = {v: accuracy.variant_config("sysu", v, 9, plan, tmp_path) for v in accuracy.VARIANTS}
+    for variant, cfg in configs.items():
+        assert cfg.seed == 9 and cfg.train.iters_per_round == 7
+        assert cfg.train.stage1_rounds + cfg.train.stage2_rounds == 5, variant
+    assert not configs["baseline"].cluster.joint and configs["cmc"].cluster.joint
+    assert configs["mmlm-k1"].memory.num_memories == 1
+    assert configs["mmlm-k4"].loss.lambda_sca == 0 and configs["mmm"].loss.lambda_sca > 0
+    assert configs["greedy"].match.assignment == "greedy"
+    trunk = accuracy.trunk_config("sysu", 9, plan, tmp_path)
+    assert (trunk.train.stage1_rounds, trunk.train.stage2_rounds) == (2, 0)
