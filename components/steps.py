@@ -2,9 +2,17 @@
 
 Lightweight components are serialised from source, so every import lives inside the body;
 the image (`BASE_IMAGE`) has the ``mmm_core`` package installed.
+
+The round steps (extract, cluster, match, train, evaluate) take ``active`` (default true):
+the retraining pipeline passes the ingest step's ``train`` decision, and an inactive step
+writes empty outputs and returns at once (`mmm_core.steps.ingest.skip_outputs`). This stands
+in for ``dsl.If``, which the local runner of kfp 2.16 never enters (its condition evaluator
+fails on ``inputs.parameter_values[...]`` and treats the condition as false), so that the
+pipeline tested locally is the pipeline a cluster runs.
 """
 
 import os
+from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Metrics, Output
@@ -67,8 +75,13 @@ def extract_op(
     checkpoint: Input[Artifact],
     features: Output[Artifact],
     metrics: Output[Metrics],
+    active: bool = True,
 ):
     """Train features per modality (flip-averaged, L2-normalised), in manifest order."""
+    if not active:
+        from mmm_core.steps.ingest import skip_outputs
+
+        return skip_outputs("extract", [features.path], metrics)
     from mmm_core.steps import extract
     from mmm_core.steps.common import log_kfp_metrics
 
@@ -84,8 +97,13 @@ def cluster_op(
     features: Input[Artifact],
     labels: Output[Artifact],
     metrics: Output[Metrics],
+    active: bool = True,
 ):
     """Jaccard + DBSCAN pseudo-labels per modality (+ CMC joint labels in stage 1)."""
+    if not active:
+        from mmm_core.steps.ingest import skip_outputs
+
+        return skip_outputs("cluster", [labels.path], metrics)
     from mmm_core.steps import cluster
     from mmm_core.steps.common import log_kfp_metrics
 
@@ -101,8 +119,13 @@ def match_op(
     labels: Input[Artifact],
     targets: Output[Artifact],
     metrics: Output[Metrics],
+    active: bool = True,
 ):
     """Memories, multi-memory Hungarian matching, SCA weights, pseudo-label diagnostics."""
+    if not active:
+        from mmm_core.steps.ingest import skip_outputs
+
+        return skip_outputs("match", [targets.path], metrics)
     from mmm_core.steps import match
     from mmm_core.steps.common import log_kfp_metrics
 
@@ -121,8 +144,13 @@ def train_op(
     targets: Input[Artifact],
     new_checkpoint: Output[Artifact],
     metrics: Output[Metrics],
+    active: bool = True,
 ):
     """One round of training iterations; writes the next checkpoint."""
+    if not active:
+        from mmm_core.steps.ingest import skip_outputs
+
+        return skip_outputs("train", [new_checkpoint.path], metrics)
     from mmm_core.steps import train
     from mmm_core.steps.common import log_kfp_metrics
 
@@ -145,8 +173,13 @@ def evaluate_op(
     new_history: Output[Artifact],
     result: Output[Artifact],
     metrics: Output[Metrics],
+    active: bool = True,
 ):
     """Evaluate when due (eval.every, last round) and append the round's row to the history."""
+    if not active:
+        from mmm_core.steps.ingest import skip_outputs
+
+        return skip_outputs("evaluate", [new_history.path, result.path], metrics)
     from mmm_core.steps import evaluate
     from mmm_core.steps.common import log_kfp_metrics
 
@@ -175,3 +208,89 @@ def register_op(
     from mmm_core.steps.common import log_kfp_metrics
 
     log_kfp_metrics(metrics, register.run(config.path, checkpoint.path, history.path))
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def ingest_op(
+    config_file: str,
+    rounds: int,
+    min_new_images: int,
+    state_uri: str,
+    data_root: str,
+    data_trial: str,
+    seed: str,
+    device: str,
+    iters_per_round: str,
+    lr: str,
+    cluster_eps: str,
+    cluster_k1: str,
+    cluster_k2: str,
+    num_memories: str,
+    match_cost: str,
+    match_assignment: str,
+    lambda_cross: str,
+    lambda_sca: str,
+    eval_every: str,
+    mlflow_experiment: str,
+    model_name: str,
+    overrides: list,
+    decision: Output[Artifact],
+    snapshot: Output[Artifact],
+    config: Output[Artifact],
+    manifest: Output[Artifact],
+    checkpoint: Output[Artifact],
+    history: Output[Artifact],
+    metrics: Output[Metrics],
+) -> NamedTuple("IngestOutputs", [("train", bool), ("new_images", int)]):
+    """Count the images new since the last retraining; when enough, set up a warm start."""
+    from collections import namedtuple
+
+    from mmm_core.steps import ingest, start
+    from mmm_core.steps.common import log_kfp_metrics
+
+    parameters = {name: value for name, value in locals().items() if name in start.PARAMETER_KEYS}
+    values = ingest.run(
+        [config_file],
+        start.parameter_overrides(parameters, (0, rounds)) + list(overrides),
+        rounds,
+        min_new_images,
+        state_uri,
+        decision.path,
+        snapshot.path,
+        config.path,
+        manifest.path,
+        checkpoint.path,
+        history.path,
+    )
+    log_kfp_metrics(metrics, values)
+    outputs = namedtuple("IngestOutputs", ["train", "new_images"])
+    return outputs(bool(values["train"]), int(values["new_images"]))
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def promote_op(
+    min_improvement: float,
+    config: Input[Artifact],
+    decision: Input[Artifact],
+    snapshot: Input[Artifact],
+    initial_checkpoint: Input[Artifact],
+    checkpoint: Input[Artifact],
+    history: Input[Artifact],
+    result: Output[Artifact],
+    metrics: Output[Metrics],
+):
+    """Evaluate new model and champion alike; register; promote if better; commit the state."""
+    from mmm_core.steps import promote
+    from mmm_core.steps.common import log_kfp_metrics
+
+    values = promote.run(
+        config.path,
+        decision.path,
+        snapshot.path,
+        initial_checkpoint.path,
+        checkpoint.path,
+        history.path,
+        result.path,
+        min_improvement=min_improvement,
+    )
+    log_kfp_metrics(metrics, values)

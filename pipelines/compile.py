@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kfp import compiler
 
+from pipelines.retrain import DEFAULT_ROUNDS, build_retrain_pipeline
 from pipelines.training import build_training_pipeline
 
 COMPILED = Path(__file__).resolve().parent / "compiled"
@@ -18,6 +19,10 @@ COMPILED = Path(__file__).resolve().parent / "compiled"
 TRAINING_VARIANTS = {
     "training-50x50.yaml": (50, 50, "mmm-training-50x50"),
     "training-3x3.yaml": (3, 3, "mmm-training-3x3"),
+}
+# file name -> (stage-2 rounds, pipeline name): the scheduled retraining (`mmm schedule`)
+RETRAIN_VARIANTS = {
+    f"retrain-{DEFAULT_ROUNDS}.yaml": (DEFAULT_ROUNDS, f"mmm-retrain-{DEFAULT_ROUNDS}"),
 }
 
 
@@ -30,6 +35,10 @@ def compile_all(out_dir: Path = COMPILED) -> list[Path]:
         compiler.Compiler().compile(
             build_training_pipeline(stage1, stage2, pipeline_name), str(path)
         )
+        written.append(path)
+    for name, (rounds, pipeline_name) in RETRAIN_VARIANTS.items():
+        path = out_dir / name
+        compiler.Compiler().compile(build_retrain_pipeline(rounds, pipeline_name), str(path))
         written.append(path)
     return written
 

@@ -15,7 +15,27 @@ labels         ``labels.npz``: `mmm_core.engine.labels.ClusterOutput` (int64, -1
 targets        ``targets.npz``: `mmm_core.engine.targets.RoundTargets` (memories, matching,
                SCA weights).
 metrics        ``metrics.json``: a flat JSON object of numbers (null where undefined).
+decision       ``decision.json`` (retraining): `mmm_core.steps.ingest.Decision`, whether the run
+               trains, why, the image counts, the champion it warm-starts from, the MLflow run.
+snapshot       ``snapshot.json`` (retraining): ``{"version": 1, "source": root, "images":
+               {relative path: fingerprint}}``, the listing ingest saw; promote commits it as
+               the retraining state (`mmm_core.steps.ingest.write_state`).
+result         ``result.json`` (promote): trained, promoted, reason, both scores, versions.
 =============  ==================================================================================
+
+Retraining (``pipelines/retrain.py``): ingest replaces start, the rounds are stage-2 rounds,
+promote replaces register. When ingest decides not to train, the round steps write empty files
+in place of their outputs (their metrics say ``skipped: 1``) and promote only reports.
 """
 
-STEPS = ("start", "extract", "cluster", "match", "train", "evaluate", "register")
+STEPS = (
+    "start",
+    "extract",
+    "cluster",
+    "match",
+    "train",
+    "evaluate",
+    "register",
+    "ingest",
+    "promote",
+)

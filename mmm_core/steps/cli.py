@@ -52,18 +52,56 @@ ARGUMENTS: dict[str, list[tuple[str, str]]] = {
         ("--checkpoint", "final checkpoint.pt"),
         ("--history", "the run's metrics.jsonl"),
     ],
+    "ingest": [
+        ("--out-decision", "decision.json to write"),
+        ("--out-snapshot", "snapshot.json (the listing) to write"),
+        ("--out-config", "resolved config.yaml to write"),
+        ("--out-manifest", "manifest.tsv to write"),
+        ("--out-checkpoint", "initial (warm-start) checkpoint.pt to write"),
+        ("--out-history", "empty metrics.jsonl to write"),
+    ],
+    "promote": [
+        ("--config", "resolved config.yaml"),
+        ("--decision", "decision.json of the ingest step"),
+        ("--snapshot", "snapshot.json of the ingest step"),
+        ("--initial-checkpoint", "the ingest step's checkpoint.pt (the champion's weights)"),
+        ("--checkpoint", "final checkpoint.pt"),
+        ("--history", "the run's metrics.jsonl"),
+        ("--out-result", "result.json to write"),
+    ],
 }
 ROUND_STEPS = ("cluster", "match", "train")
+CONFIG_STEPS = ("start", "ingest")  # resolve a config from files and overrides
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
     for name in STEPS:
         step = sub.add_parser(name, help=f"the {name} step")
-        if name == "start":
+        if name in CONFIG_STEPS:
             from mmm_core.engine.cli import add_config_arguments
 
             add_config_arguments(step)
+        if name == "ingest":
+            step.add_argument("--rounds", type=int, required=True, help="stage-2 rounds")
+            step.add_argument(
+                "--min-new-images",
+                type=int,
+                required=True,
+                help="train only when at least this many images are new or changed",
+            )
+            step.add_argument(
+                "--state-uri",
+                default="",
+                help="retraining state (default <data root>/.mmm/retrain-<model name>.json)",
+            )
+        if name == "promote":
+            step.add_argument(
+                "--min-improvement",
+                type=float,
+                default=0.0,
+                help="promote only when mAP beats the champion's by more than this",
+            )
         for flag, help_text in ARGUMENTS[name]:
             step.add_argument(flag, required=True, help=help_text)
         if name in ROUND_STEPS:
@@ -78,6 +116,19 @@ def main(args: argparse.Namespace) -> int:
         metrics = module.run(
             args.config, args.overrides, args.out_config, args.out_manifest, args.out_checkpoint
         )
+    elif args.step == "ingest":
+        outputs = [values[flag[2:].replace("-", "_")] for flag, _ in ARGUMENTS["ingest"]]
+        metrics = module.run(
+            args.config,
+            args.overrides,
+            args.rounds,
+            args.min_new_images,
+            args.state_uri,
+            *outputs,
+        )
+    elif args.step == "promote":
+        positional = [values[flag[2:].replace("-", "_")] for flag, _ in ARGUMENTS["promote"]]
+        metrics = module.run(*positional, min_improvement=args.min_improvement)
     else:
         positional = [values[flag[2:].replace("-", "_")] for flag, _ in ARGUMENTS[args.step]]
         if args.step in ROUND_STEPS:

@@ -205,7 +205,7 @@ class _Servers:
             "-master.volumeSizeLimitMB=64",
             f"-volume.port={ports['volume']}",
             f"-volume.port.grpc={grpc['volume']}",
-            "-volume.max=16",
+            "-volume.max=64",  # buckets grow 7 volumes at a time; models are 50-140 MB
             "-volume.preStopSeconds=0",
             f"-filer.port={ports['filer']}",
             f"-filer.port.grpc={grpc['filer']}",

@@ -1,0 +1,254 @@
+"""The retraining pipeline: new images -> warm start from the champion -> stage-2 rounds -> promote.
+
+Tasks: ``ingest`` lists the dataset root (``s3://bucket/prefix`` in MinIO, or a path/PVC),
+counts the images new since the last finished retraining and decides whether to train
+(``min_new_images``); when it does, it mirrors the data and writes the config, the manifest
+of all training images and a warm-start checkpoint holding the weights of the model that
+alias ``champion`` points at in the MLflow registry (the config's initialisation when there
+is no champion yet). Then `rounds` stage-2 rounds (extract, cluster, match, train, evaluate;
+stage 1 is not repeated: the champion already has cross-modality structure), and
+``promote``: evaluate the new model and the champion on the same protocol in one step,
+register the new version (alias ``candidate``), move ``champion`` only when mAP improves by
+more than ``min_improvement``, and commit the ingest snapshot as the state of what has been
+consumed. Details: `mmm_core.steps.ingest`, `mmm_core.steps.promote`.
+
+Skipping. When ingest decides not to train, every later task still runs but does nothing: the
+round steps get ``active=False`` (the ingest task's ``train`` output) and write empty
+outputs, promote only reports. ``dsl.If`` would skip the pods on a cluster, but the local
+runner of kfp 2.16 never enters a ``dsl.If`` branch (its condition evaluator cannot read
+``inputs.parameter_values[...]`` and takes the condition as false), so the same DAG could
+not be tested locally; a no-op run costs a few seconds per task.
+
+The number of rounds is fixed at compile time (`build_retrain_pipeline`, unrolled like
+`pipelines.training`); everything else is a run-time parameter described in the KFP UI.
+Resources, retries and caching come from `pipelines.training.apply_resources`: ingest as
+start (CPU), promote as evaluate (one GPU); neither is cached (they read a changing dataset
+and registry). A recurring run is created by ``mmm schedule`` (`pipelines.schedule`).
+"""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kfp import dsl
+
+from components import (
+    cluster_op,
+    evaluate_op,
+    extract_op,
+    ingest_op,
+    match_op,
+    promote_op,
+    train_op,
+)
+from pipelines.training import apply_resources
+
+__all__ = ["DEFAULT_ROUNDS", "add_round", "build_retrain_pipeline", "run_local"]
+
+DEFAULT_ROUNDS = 3
+
+
+def add_round(
+    r: int,
+    label: str,
+    config: Any,
+    manifest: Any,
+    checkpoint: Any,
+    history: Any,
+    active: Any = True,
+) -> tuple[Any, Any]:
+    """The five tasks of round `r`; returns the round's (checkpoint, history) outputs.
+
+    `active` is passed to every task (a bool or a task output channel); the display names
+    read ``"<label>: <step>"``.
+    """
+    extract = extract_op(config=config, manifest=manifest, checkpoint=checkpoint, active=active)
+    apply_resources(extract, "extract", f"{label}: extract")
+    cluster = cluster_op(
+        round_index=r, config=config, features=extract.outputs["features"], active=active
+    )
+    apply_resources(cluster, "cluster", f"{label}: cluster")
+    match = match_op(
+        round_index=r,
+        config=config,
+        manifest=manifest,
+        features=extract.outputs["features"],
+        labels=cluster.outputs["labels"],
+        active=active,
+    )
+    apply_resources(match, "match", f"{label}: match")
+    train = train_op(
+        round_index=r,
+        config=config,
+        manifest=manifest,
+        checkpoint=checkpoint,
+        targets=match.outputs["targets"],
+        active=active,
+    )
+    apply_resources(train, "train", f"{label}: train")
+    evaluate = evaluate_op(
+        round_index=r,
+        config=config,
+        checkpoint=train.outputs["new_checkpoint"],
+        history=history,
+        extract_metrics=extract.outputs["metrics"],
+        cluster_metrics=cluster.outputs["metrics"],
+        match_metrics=match.outputs["metrics"],
+        train_metrics=train.outputs["metrics"],
+        active=active,
+    )
+    apply_resources(evaluate, "evaluate", f"{label}: evaluate")
+    return train.outputs["new_checkpoint"], evaluate.outputs["new_history"]
+
+
+def build_retrain_pipeline(
+    rounds: int = DEFAULT_ROUNDS, name: str | None = None
+) -> Callable[..., object]:
+    """The retraining pipeline with `rounds` stage-2 rounds unrolled."""
+    if rounds < 1:
+        raise ValueError(f"retraining needs at least one round, got {rounds}")
+
+    @dsl.pipeline(
+        name=name or f"mmm-retrain-{rounds}",
+        description=(
+            "Scheduled retraining of Multi-Memory Matching: count the images new under the "
+            f"dataset root; when enough arrived, warm-start from the champion, run {rounds} "
+            "MMLM + SCA rounds, and promote the new model to champion only when it beats the "
+            "champion on the same protocol."
+        ),
+    )
+    def retrain(
+        config_file: str = "configs/sysu.yaml",
+        data_root: str = "",
+        min_new_images: int = 100,
+        state_uri: str = "",
+        min_improvement: float = 0.0,
+        model_name: str = "",
+        mlflow_experiment: str = "",
+        data_trial: str = "",
+        seed: str = "",
+        device: str = "",
+        iters_per_round: str = "",
+        lr: str = "",
+        cluster_eps: str = "",
+        cluster_k1: str = "",
+        cluster_k2: str = "",
+        num_memories: str = "",
+        match_cost: str = "",
+        match_assignment: str = "",
+        lambda_cross: str = "",
+        lambda_sca: str = "",
+        eval_every: str = "",
+        overrides: list = [],  # noqa: B006 - KFP reads the default from the signature
+    ) -> dsl.Artifact:
+        """Retrain on new images when enough arrived; return the promote result (JSON).
+
+        Args:
+            config_file: YAML config inside the image (configs/sysu.yaml, ...); the other
+                parameters override it. Stage-1 rounds are set to 0 and tracking is on.
+            data_root: the camera data: s3://bucket/prefix (MinIO) or a path (PVC); empty =
+                config's. New images are listed here.
+            min_new_images: train only when at least this many images are new or changed
+                since the last finished retraining; fewer: the run does nothing and they stay
+                pending. 0 forces a run.
+            state_uri: where the list of consumed images is kept; empty =
+                <data_root>/.mmm/retrain-<model name>.json. Needs write access.
+            min_improvement: promote to champion only when the new mAP exceeds the
+                champion's (both evaluated now, same test set and trials) by more than this.
+            model_name: registered model whose champion is warm-started from and promoted;
+                empty = config's.
+            mlflow_experiment: MLflow experiment of the run; empty = config's.
+            data_trial: RegDB trial 1..10; empty = config's.
+            seed: the one seed of the run; empty = config's.
+            device: auto, cpu, cuda or cuda:N; empty = config's.
+            iters_per_round: training iterations per round; empty = config's.
+            lr: Adam learning rate of the retraining rounds; empty = config's.
+            cluster_eps: DBSCAN radius on the Jaccard distance, per modality; empty = config's.
+            cluster_k1: Jaccard k1 (neighbours) per modality; empty = config's.
+            cluster_k2: Jaccard k2 (query expansion) per modality; empty = config's.
+            num_memories: K sub-cluster memories per cluster; empty = config's.
+            match_cost: chamfer, one_sided or centroid; empty = config's.
+            match_assignment: hungarian or greedy; empty = config's.
+            lambda_cross: weight of the cross-modality loss; empty = config's.
+            lambda_sca: weight of soft cluster-level alignment; empty = config's.
+            eval_every: evaluate every N rounds (0 = last round only); empty = config's.
+            overrides: further key.path=value config overrides, e.g. ["memory.momentum=0.2"].
+        """
+        ingest = ingest_op(
+            config_file=config_file,
+            rounds=rounds,
+            min_new_images=min_new_images,
+            state_uri=state_uri,
+            data_root=data_root,
+            data_trial=data_trial,
+            seed=seed,
+            device=device,
+            iters_per_round=iters_per_round,
+            lr=lr,
+            cluster_eps=cluster_eps,
+            cluster_k1=cluster_k1,
+            cluster_k2=cluster_k2,
+            num_memories=num_memories,
+            match_cost=match_cost,
+            match_assignment=match_assignment,
+            lambda_cross=lambda_cross,
+            lambda_sca=lambda_sca,
+            eval_every=eval_every,
+            mlflow_experiment=mlflow_experiment,
+            model_name=model_name,
+            overrides=overrides,
+        )
+        apply_resources(ingest, "start", "ingest new images")
+        ingest.set_caching_options(False)
+        config = ingest.outputs["config"]
+        manifest = ingest.outputs["manifest"]
+        checkpoint = ingest.outputs["checkpoint"]
+        history = ingest.outputs["history"]
+        for r in range(rounds):
+            checkpoint, history = add_round(
+                r,
+                f"retrain round {r}",
+                config,
+                manifest,
+                checkpoint,
+                history,
+                active=ingest.outputs["train"],
+            )
+        promote = promote_op(
+            min_improvement=min_improvement,
+            config=config,
+            decision=ingest.outputs["decision"],
+            snapshot=ingest.outputs["snapshot"],
+            initial_checkpoint=ingest.outputs["checkpoint"],
+            checkpoint=checkpoint,
+            history=history,
+        )
+        apply_resources(promote, "evaluate", "evaluate and promote")
+        promote.set_caching_options(False)
+        return promote.outputs["result"]
+
+    return retrain
+
+
+def run_local(
+    config_file: str | Path,
+    pipeline_root: str | Path,
+    rounds: int = 1,
+    **parameters: Any,
+) -> dict[str, Any]:
+    """Run the retraining pipeline with `kfp.local.SubprocessRunner`; return promote's result.
+
+    Every step is a subprocess of this Python environment (no cluster, no Docker). MLflow is
+    ``tracking.uri`` of the config or $MLFLOW_TRACKING_URI; an ``s3://`` data root needs the
+    MINIO_* variables. `parameters` are the pipeline's run-time parameters.
+    """
+    from kfp import local
+
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(Path(pipeline_root).resolve()),
+        raise_on_error=True,
+    )
+    task = build_retrain_pipeline(rounds)(config_file=str(config_file), **parameters)
+    return json.loads(Path(task.output.path).read_text())
