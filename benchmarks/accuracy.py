@@ -35,6 +35,7 @@ import logging
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,7 +290,9 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
                 array = np.asarray(curves, dtype=np.float64)
                 if np.all(np.isnan(array)):
                     continue
-                mean = np.nanmean(array, axis=0)
+                with warnings.catch_warnings():  # rounds with no value (e.g. stage 1)
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean = np.nanmean(array, axis=0)
                 x = np.arange(len(mean))
                 ax.plot(x, mean, marker="o", ms=3, label=LABELS[variant])
                 if array.shape[0] > 1:

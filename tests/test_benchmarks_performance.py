@@ -171,12 +171,22 @@ def test_reference_hungarian_rounds_match_brute_force() -> None:
 
 
 def test_run_all_passes_quick_through_and_reports_failures(monkeypatch) -> None:
-    from benchmarks import run_all
+    from benchmarks import accuracy, run_all
 
     calls = []
-    monkeypatch.setattr(performance, "main", lambda argv: calls.append(argv))
+    for module in (performance, accuracy):
+        name = module.__name__.rsplit(".", 1)[1]
+        monkeypatch.setattr(module, "main", lambda argv, name=name: calls.append((name, argv)))
     assert run_all.main(["--quick"]) == 0 and run_all.main([]) == 0
-    assert calls == [["--quick"], []]
+    assert calls == [
+        ("performance", ["--quick"]),
+        ("accuracy", ["--quick"]),
+        ("performance", []),
+        ("accuracy", []),
+    ]
+    calls.clear()
+    assert run_all.main(["--only", "accuracy"]) == 0
+    assert calls == [("accuracy", [])]
 
     def broken(argv):
         raise RuntimeError("boom")
