@@ -271,6 +271,7 @@ def markdown_tables(summary: dict, plan: Plan) -> str:
 def plot_curves(results: dict, out: Path) -> list[Path]:
     """Per layout: primary mAP, ARI (IR) and correspondence accuracy per round, by variant."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -281,7 +282,8 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
     for fmt, by_seed in results.items():
         fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
         variants = next(iter(by_seed.values()))
-        for variant in variants:
+        for index, variant in enumerate(variants):
+            colour = f"C{VARIANTS.index(variant) if variant in VARIANTS else index}"
             for ax, (key, title) in zip(axes, panels, strict=True):
                 curves = []
                 for seed in sorted(by_seed):
@@ -294,11 +296,13 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
                     warnings.simplefilter("ignore", RuntimeWarning)
                     mean = np.nanmean(array, axis=0)
                 x = np.arange(len(mean))
-                ax.plot(x, mean, marker="o", ms=3, label=LABELS[variant])
+                ax.plot(x, mean, marker="o", ms=3, color=colour, label=LABELS[variant])
                 if array.shape[0] > 1:
-                    ax.fill_between(x, np.nanmin(array, 0), np.nanmax(array, 0), alpha=0.15)
+                    low, high = np.nanmin(array, 0), np.nanmax(array, 0)
+                    ax.fill_between(x, low, high, color=colour, alpha=0.15)
                 ax.set_title(title)
                 ax.set_xlabel("round")
+                ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axes[0].legend(fontsize=7)
         fig.suptitle(f"synthetic bench, {fmt.upper()} layout (mean over seeds, band = min-max)")
         fig.tight_layout()

@@ -62,6 +62,7 @@ def test_branching_from_the_trunk_equals_training_from_scratch(
 
 def _rows(mAP: float, ari: float) -> list[dict]:
     row = {"ari_visible": ari, "ari_infrared": ari / 2, "correspondence_accuracy": None}
+    row["mAP"] = mAP
     for key, _title in accuracy.SETTINGS["regdb"]:
         for measure in accuracy.MEASURES:
             row[f"{key}/{measure}"] = mAP
@@ -100,3 +101,10 @@ def test_variant_configs_follow_the_ladder(tmp_path: Path) -> None:
     assert configs["greedy"].match.assignment == "greedy"
     trunk = accuracy.trunk_config("sysu", 9, plan, tmp_path)
     assert (trunk.train.stage1_rounds, trunk.train.stage2_rounds) == (2, 0)
+
+
+def test_curves_are_written_when_some_panels_have_no_values(tmp_path: Path) -> None:
+    rows = {1: {"mmm": _rows(0.5, 0.8), "baseline": _rows(0.4, 0.6)}}
+    rows[1]["baseline"][0]["correspondence_accuracy"] = None  # a panel with no baseline curve
+    (path,) = accuracy.plot_curves({"regdb": rows}, tmp_path)
+    assert path == tmp_path / "accuracy-regdb.png" and path.stat().st_size > 10_000
