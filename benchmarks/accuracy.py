@@ -32,10 +32,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,13 +83,17 @@ class Plan:
 
     formats: tuple[str, ...] = ("sysu", "regdb")
     seeds: tuple[int, ...] = (1, 2, 3)
-    stage1_rounds: int = 3
-    stage2_rounds: int = 3
+    stage1_rounds: int = 2
+    stage2_rounds: int = 2
     iters_per_round: int | None = None  # None: the bench config's
     ids: dict[str, int] = field(default_factory=dict)  # layout -> ids; empty: config's
     pretrained: str = "auto"  # "auto" (mmm pretrain, cached), "none", or a file
     device: str = "auto"
     variants: tuple[str, ...] = VARIANTS
+    base_configs: dict[str, str] = field(default_factory=dict)  # empty: BASE_CONFIGS
+
+    def base_config(self, fmt: str) -> Path:
+        return Path(self.base_configs.get(fmt, BASE_CONFIGS[fmt]))
 
 
 QUICK = Plan(
@@ -104,7 +111,7 @@ def variant_config(
     fmt: str, variant: str, seed: int, plan: Plan, data_root: Path, extra: list[str] = ()
 ) -> Config:
     """The resolved config of one variant (full length: R1 + R2 rounds in total)."""
-    files = [BASE_CONFIGS[fmt], ABLATIONS / f"{variant}.yaml"]
+    files = [plan.base_config(fmt), ABLATIONS / f"{variant}.yaml"]
     r1, r2 = plan.stage1_rounds, plan.stage2_rounds
     if variant in STAGE2_VARIANTS:
         rounds = [f"train.stage1_rounds={r1}", f"train.stage2_rounds={r2}"]
@@ -335,20 +342,60 @@ def ensure_pretrained(plan: Plan, out: Path) -> str:
     return str(weights)
 
 
-def run(plan: Plan, out: Path) -> dict[str, Any]:
+def _unit(
+    fmt: str, seed: int, plan: Plan, data_root: Path, out: Path, extra: list[str], threads: int
+) -> dict[str, list[dict[str, Any]]]:
+    """One (layout, seed) unit in a worker process with `threads` torch threads."""
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(threads)
+    return run_layout_seed(fmt, seed, plan, data_root, out, extra)
+
+
+def run(plan: Plan, out: Path, jobs: int = 1) -> dict[str, Any]:
+    """Train every (layout, seed) unit of `plan`, `jobs` of them at a time, then summarise.
+
+    With ``jobs > 1`` each unit runs in its own process with ``cpu_count // jobs`` torch
+    threads: on a small CPU, processes with one thread each use the cores better than one
+    process with many threads (small convolutions do not scale across threads).
+    """
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     pretrained = ensure_pretrained(plan, out)
     extra = [f"model.pretrained={pretrained}"]
-    results: dict[str, dict[int, dict[str, list[dict[str, Any]]]]] = {}
+    from mmm_core.engine.loop import dataset_root
+
+    units = []
     for fmt in plan.formats:
-        ids = plan.ids.get(fmt, load_config([BASE_CONFIGS[fmt]]).data.synthetic.ids)
+        ids = plan.ids.get(fmt, load_config([plan.base_config(fmt)]).data.synthetic.ids)
         data_root = out / "data" / f"bench-{fmt}-{ids}ids"
-        results[fmt] = {}
+        # generated here, once, before workers could race to write it
+        dataset_root(variant_config(fmt, "baseline", plan.seeds[0], plan, data_root, extra))
         for seed in plan.seeds:
-            run_out = out / "runs" / fmt / f"seed{seed}"
-            results[fmt][seed] = run_layout_seed(fmt, seed, plan, data_root, run_out, extra)
-            print(f"[{time.perf_counter() - started:6.0f} s] {fmt} seed {seed} done", flush=True)
+            units.append((fmt, seed, data_root, out / "runs" / fmt / f"seed{seed}"))
+    results: dict[str, dict[int, dict[str, list[dict[str, Any]]]]] = {
+        fmt: {} for fmt in plan.formats
+    }
+
+    def finished(fmt: str, seed: int, rows: dict[str, list[dict[str, Any]]]) -> None:
+        results[fmt][seed] = rows
+        print(f"[{time.perf_counter() - started:6.0f} s] {fmt} seed {seed} done", flush=True)
+
+    if jobs <= 1:
+        for fmt, seed, data_root, run_out in units:
+            finished(fmt, seed, run_layout_seed(fmt, seed, plan, data_root, run_out, extra))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            futures = {
+                pool.submit(_unit, fmt, seed, plan, root, run_out, extra, threads): (fmt, seed)
+                for fmt, seed, root, run_out in units
+            }
+            for future, (fmt, seed) in futures.items():
+                finished(fmt, seed, future.result())
+    results = {fmt: dict(sorted(by_seed.items())) for fmt, by_seed in results.items()}
     summary = summarise(results)
     tables = markdown_tables(summary, plan)
     plots = plot_curves(results, out)
@@ -376,6 +423,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, help="training iterations per round")
     parser.add_argument("--pretrained", help="auto (default), none, or a weights file")
     parser.add_argument("--device", help="auto (default), cpu, cuda")
+    parser.add_argument(
+        "--base",
+        nargs="+",
+        metavar="LAYOUT=YAML",
+        help="bench config per layout (default configs/synthetic-bench{,-regdb}.yaml)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="(layout, seed) units trained in parallel processes (default 1)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "accuracy")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -395,10 +454,16 @@ def main(argv: list[str] | None = None) -> int:
         changes["pretrained"] = args.pretrained
     if args.device:
         changes["device"] = args.device
+    if args.base:
+        bases = dict(item.split("=", 1) for item in args.base)
+        unknown = sorted(set(bases) - set(BASE_CONFIGS))
+        if unknown or not all(Path(v).is_file() for v in bases.values()):
+            parser.error(f"--base takes sysu=FILE / regdb=FILE of existing files, got {args.base}")
+        changes["base_configs"] = bases
     plan = Plan(**{**asdict(plan), **changes})
     if args.quick and args.out == parser.get_default("out"):
         args.out = args.out.with_name("accuracy-quick")
-    run(plan, args.out)
+    run(plan, args.out, jobs=args.jobs)
     return 0
 
 

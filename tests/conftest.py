@@ -152,6 +152,8 @@ def row_keys() -> set[str]:
         "ari_visible",
         "ari_infrared",
         "correspondence_accuracy",
+        "oracle_match_accuracy",
+        "cross_nn_accuracy",
         "rank1",
         "mAP",
         "mINP",

@@ -33,6 +33,39 @@ def micro_base(tmp_path: Path, micro_dataset: Path, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.slow
+def test_parallel_units_equal_sequential_ones(micro_base: Path, tmp_path: Path) -> None:
+    """--jobs 2: (layout, seed) units in worker processes give the in-process results.
+
+    The base config travels in the plan (workers do not see this process's monkeypatch).
+    """
+    import os
+
+    import torch
+
+    plan = accuracy.Plan(
+        formats=("sysu",), seeds=(1, 2), stage1_rounds=1, stage2_rounds=1, iters_per_round=2,
+        pretrained="none", device="cpu", variants=("baseline",),
+        base_configs={"sysu": str(accuracy.BASE_CONFIGS["sysu"])},
+    )  # fmt: skip
+    report = accuracy.run(plan, tmp_path / "parallel", jobs=2)
+    assert sorted(report["rows"]["sysu"]) == ["1", "2"]
+    assert (tmp_path / "parallel" / "accuracy.md").read_text().count("| baseline |") == 1
+    data_root = tmp_path / "parallel" / "data" / "bench-sysu-24ids"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # what each worker used
+    try:
+        for seed in (1, 2):
+            alone = accuracy.run_layout_seed(
+                "sysu", seed, plan, data_root, tmp_path / "sequential" / str(seed)
+            )
+            parallel = report["rows"]["sysu"][str(seed)]["baseline"]
+            assert [r["loss"] for r in parallel] == [r["loss"] for r in alone["baseline"]]
+            assert [r["mAP"] for r in parallel] == [r["mAP"] for r in alone["baseline"]]
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
 def test_branching_from_the_trunk_equals_training_from_scratch(
     micro_base: Path, tmp_path: Path
 ) -> None:

@@ -19,7 +19,11 @@ from mmm_core.clustering import cmc_joint_labels, dbscan_labels, jaccard_distanc
 from mmm_core.clustering.subcluster import subcluster
 from mmm_core.config import Config
 from mmm_core.engine.targets import RoundTargets
-from mmm_core.evaluation.diagnostics import correspondence_diagnostics, pseudo_label_diagnostics
+from mmm_core.evaluation.diagnostics import (
+    correspondence_diagnostics,
+    cross_modality_information,
+    pseudo_label_diagnostics,
+)
 from mmm_core.matching import match_clusters, match_clusters_greedy, memory_cost, sca_weights
 
 __all__ = [
@@ -192,8 +196,15 @@ def label_diagnostics(
     clusters: ClusterOutput,
     true_visible: np.ndarray,
     true_infrared: np.ndarray,
+    features_visible: np.ndarray | None = None,
+    features_infrared: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """The round's pseudo-label metrics (SPEC section 4) under the metrics.jsonl names."""
+    """The round's pseudo-label metrics (SPEC section 4) under the metrics.jsonl names.
+
+    With the round's features also ``oracle_match_accuracy`` and ``cross_nn_accuracy`` (and
+    their ``cross_chance`` level): how much cross-modality identity information the features
+    carry, whatever the clustering found (`cross_modality_information`).
+    """
     v = pseudo_label_diagnostics(clusters.labels_visible, true_visible, prefix="visible")
     r = pseudo_label_diagnostics(clusters.labels_infrared, true_infrared, prefix="infrared")
     out = {
@@ -234,4 +245,11 @@ def label_diagnostics(
             )
             out["correspondence_accuracy"] = c["correspondence/v2r_accuracy"]
             out["unified_ari"] = c["correspondence/unified_ari"]
+    if features_visible is not None and features_infrared is not None:
+        x = cross_modality_information(
+            features_visible, features_infrared, true_visible, true_infrared
+        )
+        out["oracle_match_accuracy"] = x["xmodal/centroid_match_accuracy"]
+        out["cross_nn_accuracy"] = x["xmodal/nn_accuracy"]
+        out["cross_chance"] = x["xmodal/chance"]
     return out

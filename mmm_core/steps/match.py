@@ -38,6 +38,8 @@ def run(
         clusters,
         manifest.modality("visible").pids,
         manifest.modality("infrared").pids,
+        visible,
+        infrared,
     )
     metrics["time_match"] = time.perf_counter() - started
     return metrics

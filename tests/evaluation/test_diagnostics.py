@@ -9,6 +9,7 @@ import pytest
 
 from mmm_core.evaluation.diagnostics import (
     correspondence_diagnostics,
+    cross_modality_information,
     majority_ids,
     noise_as_singletons,
     pseudo_label_diagnostics,
@@ -176,3 +177,38 @@ def _pair_counting_ari(a: np.ndarray, b: np.ndarray) -> float:
     total = n * (n - 1) / 2
     expected = same_a * same_b / total
     return (same_both - expected) / ((same_a + same_b) / 2 - expected)
+
+
+def test_cross_modality_information_separates_aligned_from_unrelated_features() -> None:
+    rng = np.random.default_rng(0)
+    ids = np.repeat(np.arange(10), 4)
+    centres = rng.normal(size=(10, 16))
+    visible = centres[ids] + 0.1 * rng.normal(size=(40, 16))
+    aligned = centres[ids] + 0.1 * rng.normal(size=(40, 16))
+    got = cross_modality_information(visible, aligned, ids, ids)
+    assert got == {
+        "xmodal/centroid_match_accuracy": 1.0,
+        "xmodal/nn_accuracy": 1.0,
+        "xmodal/chance": 0.1,
+    }
+    # Infrared features of other people (a permuted identity -> appearance map): no
+    # information, at most chance-like values.
+    unrelated = centres[(ids + 3) % 10] + 0.1 * rng.normal(size=(40, 16))
+    got = cross_modality_information(visible, unrelated, ids, ids)
+    assert got["xmodal/centroid_match_accuracy"] == 0.0 and got["xmodal/nn_accuracy"] == 0.0
+
+
+def test_cross_modality_information_uses_only_shared_ids_and_caps_queries() -> None:
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(6, 8))
+    visible_ids = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    infrared_ids = np.array([2, 3, 4, 5, 5, 2, 3, 4])  # ids 4, 5 have no visible image
+    got = cross_modality_information(
+        centres[visible_ids], centres[infrared_ids], visible_ids, infrared_ids, max_queries=3
+    )
+    assert got["xmodal/chance"] == 0.5  # ids 2 and 3
+    assert got["xmodal/centroid_match_accuracy"] == 1.0 and got["xmodal/nn_accuracy"] == 1.0
+    none = cross_modality_information(centres[:2], centres[:2], np.array([0, 1]), np.array([4, 5]))
+    assert all(np.isnan(v) for v in none.values())
+    with pytest.raises(ValueError, match="visible_features"):
+        cross_modality_information(centres[:3], centres[:2], np.array([0, 1]), np.array([0, 1]))
