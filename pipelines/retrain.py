@@ -33,73 +33,12 @@ from typing import Any
 
 from kfp import dsl
 
-from components import (
-    cluster_op,
-    evaluate_op,
-    extract_op,
-    ingest_op,
-    match_op,
-    promote_op,
-    train_op,
-)
-from pipelines.training import apply_resources
+from components import ingest_op, promote_op
+from pipelines.training import add_round, apply_resources
 
-__all__ = ["DEFAULT_ROUNDS", "add_round", "build_retrain_pipeline", "run_local"]
+__all__ = ["DEFAULT_ROUNDS", "build_retrain_pipeline", "run_local"]
 
 DEFAULT_ROUNDS = 3
-
-
-def add_round(
-    r: int,
-    label: str,
-    config: Any,
-    manifest: Any,
-    checkpoint: Any,
-    history: Any,
-    active: Any = True,
-) -> tuple[Any, Any]:
-    """The five tasks of round `r`; returns the round's (checkpoint, history) outputs.
-
-    `active` is passed to every task (a bool or a task output channel); the display names
-    read ``"<label>: <step>"``.
-    """
-    extract = extract_op(config=config, manifest=manifest, checkpoint=checkpoint, active=active)
-    apply_resources(extract, "extract", f"{label}: extract")
-    cluster = cluster_op(
-        round_index=r, config=config, features=extract.outputs["features"], active=active
-    )
-    apply_resources(cluster, "cluster", f"{label}: cluster")
-    match = match_op(
-        round_index=r,
-        config=config,
-        manifest=manifest,
-        features=extract.outputs["features"],
-        labels=cluster.outputs["labels"],
-        active=active,
-    )
-    apply_resources(match, "match", f"{label}: match")
-    train = train_op(
-        round_index=r,
-        config=config,
-        manifest=manifest,
-        checkpoint=checkpoint,
-        targets=match.outputs["targets"],
-        active=active,
-    )
-    apply_resources(train, "train", f"{label}: train")
-    evaluate = evaluate_op(
-        round_index=r,
-        config=config,
-        checkpoint=train.outputs["new_checkpoint"],
-        history=history,
-        extract_metrics=extract.outputs["metrics"],
-        cluster_metrics=cluster.outputs["metrics"],
-        match_metrics=match.outputs["metrics"],
-        train_metrics=train.outputs["metrics"],
-        active=active,
-    )
-    apply_resources(evaluate, "evaluate", f"{label}: evaluate")
-    return train.outputs["new_checkpoint"], evaluate.outputs["new_history"]
 
 
 def build_retrain_pipeline(

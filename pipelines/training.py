@@ -16,6 +16,7 @@ are not. Every step retries transient failures.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from kfp import dsl
 
@@ -30,7 +31,7 @@ from components import (
 )
 from pipelines.kube import use_cluster_env, use_gpu_nodes
 
-__all__ = ["GPU_STEPS", "apply_resources", "build_training_pipeline"]
+__all__ = ["GPU_STEPS", "add_round", "apply_resources", "build_training_pipeline"]
 
 GPU_STEPS = ("extract", "train", "evaluate")
 ACCELERATOR = "nvidia.com/gpu"
@@ -64,6 +65,61 @@ def apply_resources(task: dsl.PipelineTask, step: str, display_name: str) -> dsl
     task.set_caching_options(CACHED[step])
     use_cluster_env(task)
     return task
+
+
+def add_round(
+    r: int,
+    label: str,
+    config: Any,
+    manifest: Any,
+    checkpoint: Any,
+    history: Any,
+    active: Any = None,
+) -> tuple[Any, Any]:
+    """The five tasks of round `r` (extract, cluster, match, train, evaluate).
+
+    Returns the round's (checkpoint, history) outputs. `active` (a bool or a task output
+    channel; the retraining pipeline's no-op switch) is passed to every task when given;
+    the display names read ``"<label>: <step>"``.
+    """
+    switch = {} if active is None else {"active": active}
+    extract = extract_op(config=config, manifest=manifest, checkpoint=checkpoint, **switch)
+    apply_resources(extract, "extract", f"{label}: extract")
+    cluster = cluster_op(
+        round_index=r, config=config, features=extract.outputs["features"], **switch
+    )
+    apply_resources(cluster, "cluster", f"{label}: cluster")
+    match = match_op(
+        round_index=r,
+        config=config,
+        manifest=manifest,
+        features=extract.outputs["features"],
+        labels=cluster.outputs["labels"],
+        **switch,
+    )
+    apply_resources(match, "match", f"{label}: match")
+    train = train_op(
+        round_index=r,
+        config=config,
+        manifest=manifest,
+        checkpoint=checkpoint,
+        targets=match.outputs["targets"],
+        **switch,
+    )
+    apply_resources(train, "train", f"{label}: train")
+    evaluate = evaluate_op(
+        round_index=r,
+        config=config,
+        checkpoint=train.outputs["new_checkpoint"],
+        history=history,
+        extract_metrics=extract.outputs["metrics"],
+        cluster_metrics=cluster.outputs["metrics"],
+        match_metrics=match.outputs["metrics"],
+        train_metrics=train.outputs["metrics"],
+        **switch,
+    )
+    apply_resources(evaluate, "evaluate", f"{label}: evaluate")
+    return train.outputs["new_checkpoint"], evaluate.outputs["new_history"]
 
 
 def build_training_pipeline(
@@ -166,39 +222,7 @@ def build_training_pipeline(
         history = start.outputs["history"]
         for r in range(stage1_rounds + stage2_rounds):
             label = f"round {r} (stage {1 if r < stage1_rounds else 2})"
-            extract = extract_op(config=config, manifest=manifest, checkpoint=checkpoint)
-            apply_resources(extract, "extract", f"{label}: extract")
-            cluster = cluster_op(round_index=r, config=config, features=extract.outputs["features"])
-            apply_resources(cluster, "cluster", f"{label}: cluster")
-            match = match_op(
-                round_index=r,
-                config=config,
-                manifest=manifest,
-                features=extract.outputs["features"],
-                labels=cluster.outputs["labels"],
-            )
-            apply_resources(match, "match", f"{label}: match")
-            train = train_op(
-                round_index=r,
-                config=config,
-                manifest=manifest,
-                checkpoint=checkpoint,
-                targets=match.outputs["targets"],
-            )
-            apply_resources(train, "train", f"{label}: train")
-            evaluate = evaluate_op(
-                round_index=r,
-                config=config,
-                checkpoint=train.outputs["new_checkpoint"],
-                history=history,
-                extract_metrics=extract.outputs["metrics"],
-                cluster_metrics=cluster.outputs["metrics"],
-                match_metrics=match.outputs["metrics"],
-                train_metrics=train.outputs["metrics"],
-            )
-            apply_resources(evaluate, "evaluate", f"{label}: evaluate")
-            checkpoint = train.outputs["new_checkpoint"]
-            history = evaluate.outputs["new_history"]
+            checkpoint, history = add_round(r, label, config, manifest, checkpoint, history)
         register = register_op(config=config, checkpoint=checkpoint, history=history)
         apply_resources(register, "register", "register model")
         return history
