@@ -1,8 +1,11 @@
 """The ablation ladder on the synthetic bench preset: does each part of MMM help?
 
-    python -m benchmarks.accuracy                 # SYSU + RegDB layouts, seeds 1 2 3
+    python -m benchmarks.accuracy --jobs 2        # SYSU + RegDB layouts, seeds 1 2 3 (~1 h)
     python -m benchmarks.accuracy --quick         # a smoke run: 1 seed, 1+1 rounds, few ids
     python -m benchmarks.accuracy --formats sysu --seeds 1 2
+
+`--jobs N` trains N (layout, seed) units at a time in worker processes (each with
+cpu_count // N torch threads); `--base sysu=FILE` replaces a layout's bench config.
 
 Variants (SPEC section 5, configs/ablation/*.yaml composed on the bench config):
 
