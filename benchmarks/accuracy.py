@@ -1,11 +1,12 @@
 """The ablation ladder on the synthetic bench preset: does each part of MMM help?
 
-    python -m benchmarks.accuracy --jobs 2        # SYSU + RegDB layouts, seeds 1 2 3 (~1 h)
+    python -m benchmarks.accuracy                 # SYSU + RegDB layouts, seeds 1 2 3 (~1 h)
     python -m benchmarks.accuracy --quick         # a smoke run: 1 seed, 1+1 rounds, few ids
     python -m benchmarks.accuracy --formats sysu --seeds 1 2
 
 `--jobs N` trains N (layout, seed) units at a time in worker processes (each with
-cpu_count // N torch threads); `--base sysu=FILE` replaces a layout's bench config.
+cpu_count // N torch threads; default: one per core on a CPU, 1 on a GPU);
+`--base sysu=FILE` replaces a layout's bench config.
 
 Variants (SPEC section 5, configs/ablation/*.yaml composed on the bench config):
 
@@ -359,6 +360,8 @@ def _unit(
 def run(plan: Plan, out: Path, jobs: int = 1) -> dict[str, Any]:
     """Train every (layout, seed) unit of `plan`, `jobs` of them at a time, then summarise.
 
+    ``jobs <= 0`` picks: one process per CPU core up to the number of units, or 1 on a GPU.
+
     With ``jobs > 1`` each unit runs in its own process with ``cpu_count // jobs`` torch
     threads: on a small CPU, processes with one thread each use the cores better than one
     process with many threads (small convolutions do not scale across threads).
@@ -377,6 +380,11 @@ def run(plan: Plan, out: Path, jobs: int = 1) -> dict[str, Any]:
         dataset_root(variant_config(fmt, "baseline", plan.seeds[0], plan, data_root, extra))
         for seed in plan.seeds:
             units.append((fmt, seed, data_root, out / "runs" / fmt / f"seed{seed}"))
+    if jobs <= 0:
+        from mmm_core.engine.features import resolve_device
+
+        on_gpu = resolve_device(plan.device).type != "cpu"
+        jobs = 1 if on_gpu else min(len(units), os.cpu_count() or 1)
     results: dict[str, dict[int, dict[str, list[dict[str, Any]]]]] = {
         fmt: {} for fmt in plan.formats
     }
@@ -435,8 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=1,
-        help="(layout, seed) units trained in parallel processes (default 1)",
+        default=0,
+        help="(layout, seed) units trained in parallel processes; 0 (default): one per CPU "
+        "core up to the number of units on a CPU, 1 on a GPU",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "accuracy")
     args = parser.parse_args(argv)
