@@ -193,12 +193,16 @@ def run_layout_seed(
 
 
 def final_metrics(fmt: str, rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The last round's retrieval metrics (per setting) and the last clustering diagnostics."""
+    """The last round's retrieval metrics (per setting) and the last clustering diagnostics.
+
+    A setting the config did not evaluate (e.g. ``eval.sysu_modes=[all]``) is NaN ("-").
+    """
     last = rows[-1]
     out: dict[str, float] = {}
     for key, _title in SETTINGS[fmt]:
         for measure in MEASURES:
-            out[f"{key}/{measure}"] = float(last[f"{key}/{measure}"])
+            value = last.get(f"{key}/{measure}")
+            out[f"{key}/{measure}"] = float("nan") if value is None else float(value)
     for measure in CLUSTER_MEASURES:
         values = [r[measure] for r in rows if r.get(measure) is not None]
         out[measure] = float(values[-1]) if values else float("nan")
