@@ -126,7 +126,8 @@ def _checkpoint_extractor(args: argparse.Namespace) -> protocols.Extractor:
     try:
         from mmm_core.config import load_config
         from mmm_core.engine.checkpoint import load_checkpoint
-        from mmm_core.engine.features import extract_features, resolve_device
+        from mmm_core.engine.features import resolve_device
+        from mmm_core.engine.loop import make_extractor
         from mmm_core.models import build_model
     except ImportError as error:
         raise RuntimeError(
@@ -163,19 +164,8 @@ def _checkpoint_extractor(args: argparse.Namespace) -> protocols.Extractor:
         cfg.data.width,
     )
 
-    def extract(paths: list[str], modality: str) -> np.ndarray:
-        return extract_features(
-            model,
-            paths,
-            modality,
-            height=cfg.data.height,
-            width=cfg.data.width,
-            device=device,
-            batch_size=args.batch_size,
-            flip=flip,
-            workers=cfg.data.workers,
-        )
-
+    settings = cfg.replace(**{"train.batch_size_eval": args.batch_size, "eval.flip": flip})
+    extract = make_extractor(settings, model, device)
     return protocols.cached_extractor(extract)
 
 
