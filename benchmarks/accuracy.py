@@ -310,10 +310,10 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
                 with warnings.catch_warnings():  # rounds with no value (e.g. stage 1)
                     warnings.simplefilter("ignore", RuntimeWarning)
                     mean = np.nanmean(array, axis=0)
+                    low, high = np.nanmin(array, 0), np.nanmax(array, 0)
                 x = np.arange(len(mean))
                 ax.plot(x, mean, marker="o", ms=3, color=colour, label=LABELS[variant])
                 if array.shape[0] > 1:
-                    low, high = np.nanmin(array, 0), np.nanmax(array, 0)
                     ax.fill_between(x, low, high, color=colour, alpha=0.15)
                 ax.set_title(title)
                 ax.set_xlabel("round")
