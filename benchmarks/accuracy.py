@@ -361,6 +361,18 @@ def _unit(
     return run_layout_seed(fmt, seed, plan, data_root, out, extra)
 
 
+def resolve_jobs(jobs: int, units: int, device: str) -> int:
+    """Worker processes to use: `jobs` when > 0; else one per CPU core up to `units`, or 1
+    when `device` resolves to a GPU (one process keeps the GPU busy)."""
+    if jobs > 0:
+        return jobs
+    from mmm_core.engine.features import resolve_device
+
+    if resolve_device(device).type != "cpu":
+        return 1
+    return max(1, min(units, os.cpu_count() or 1))
+
+
 def run(plan: Plan, out: Path, jobs: int = 1) -> dict[str, Any]:
     """Train every (layout, seed) unit of `plan`, `jobs` of them at a time, then summarise.
 
@@ -384,11 +396,7 @@ def run(plan: Plan, out: Path, jobs: int = 1) -> dict[str, Any]:
         dataset_root(variant_config(fmt, "baseline", plan.seeds[0], plan, data_root, extra))
         for seed in plan.seeds:
             units.append((fmt, seed, data_root, out / "runs" / fmt / f"seed{seed}"))
-    if jobs <= 0:
-        from mmm_core.engine.features import resolve_device
-
-        on_gpu = resolve_device(plan.device).type != "cpu"
-        jobs = 1 if on_gpu else min(len(units), os.cpu_count() or 1)
+    jobs = resolve_jobs(jobs, len(units), plan.device)
     results: dict[str, dict[int, dict[str, list[dict[str, Any]]]]] = {
         fmt: {} for fmt in plan.formats
     }
@@ -471,9 +479,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.device:
         changes["device"] = args.device
     if args.base:
-        bases = dict(item.split("=", 1) for item in args.base)
-        unknown = sorted(set(bases) - set(BASE_CONFIGS))
-        if unknown or not all(Path(v).is_file() for v in bases.values()):
+        pairs = [item.split("=", 1) for item in args.base]
+        bases = {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
+        if (
+            len(bases) != len(args.base)
+            or set(bases) - set(BASE_CONFIGS)
+            or not all(Path(v).is_file() for v in bases.values())
+        ):
             parser.error(f"--base takes sysu=FILE / regdb=FILE of existing files, got {args.base}")
         changes["base_configs"] = bases
     plan = Plan(**{**asdict(plan), **changes})

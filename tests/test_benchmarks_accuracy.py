@@ -141,3 +141,22 @@ def test_curves_are_written_when_some_panels_have_no_values(tmp_path: Path) -> N
     rows[1]["baseline"][0]["correspondence_accuracy"] = None  # a panel with no baseline curve
     (path,) = accuracy.plot_curves({"regdb": rows}, tmp_path)
     assert path == tmp_path / "accuracy-regdb.png" and path.stat().st_size > 10_000
+
+
+def test_jobs_default_to_the_cores_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(accuracy.os, "cpu_count", lambda: 8)
+    assert accuracy.resolve_jobs(3, 6, "cpu") == 3  # asked for: kept
+    assert accuracy.resolve_jobs(0, 6, "cpu") == 6  # one per unit, cores permitting
+    assert accuracy.resolve_jobs(0, 12, "cpu") == 8  # one per core
+    monkeypatch.setattr(accuracy.os, "cpu_count", lambda: None)
+    assert accuracy.resolve_jobs(0, 6, "cpu") == 1
+
+
+@pytest.mark.parametrize(
+    "base", [["sysu"], ["rgbd=configs/synthetic-bench.yaml"], ["sysu=no/such/file.yaml"]]
+)
+def test_bad_base_configs_are_usage_errors(base: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as error:
+        accuracy.main(["--base", *base])
+    assert error.value.code == 2
+    assert "--base takes sysu=FILE / regdb=FILE" in capsys.readouterr().err
