@@ -51,6 +51,7 @@ from mmm_core.data.synthetic_render import (
 
 __all__ = [
     "PRESETS",
+    "SYNTH_VERSION",
     "SynthPreset",
     "SynthSummary",
     "SysuPlan",
@@ -61,6 +62,7 @@ __all__ = [
     "identity_traits",
     "main",
     "render_identity",
+    "stale_reason",
     "sysu_plan",
 ]
 
@@ -75,6 +77,11 @@ PRESETS: dict[str, SynthPreset] = {
         images_per_camera=(3, 8),
         colour_jitter=0.06,
         pattern_period=(0.06, 0.12),
+        # Infrared = grayscale of colour: a world in which the initial features carry
+        # cross-modality identity information, so a CPU run can show the method learning
+        # (README, "The method on the tiny preset"). Bench keeps the hard 0.3. Only the
+        # infrared images depend on it: visible images are the same for any value.
+        ir_colour_correlation=1.0,
         occlusion_prob=0.1,
     ),
     "bench": SynthPreset(
@@ -102,6 +109,9 @@ _IR = (3, 6)
 _SYSU_OWNED = (*_SYSU_CAMERA_NAMES, "exp", "synthetic.json")
 _REGDB_OWNED = ("Visible", "Thermal", "idx", "synthetic.json")
 _REGDB_TRIALS = 10
+# Version of the world model in synthetic.json; bumped when a preset draws different images
+# (2: tiny's infrared became the grayscale of colour), so stale trees are regenerated.
+SYNTH_VERSION = 2
 # SeedSequence stream tags: every random quantity comes from its own (seed, tag, ...) stream,
 # so nothing depends on generation order, dict order, threads or time.
 _SPLIT, _PRESENCE, _TRACKLET, _IMAGE, _REGDB_ID, _REGDB_IMAGE, _REGDB_TRIAL = range(20, 27)
@@ -196,9 +206,29 @@ def _write_metadata(out: Path, fmt: str, ids: int, seed: int, preset: SynthPrese
         "ids": ids,
         "preset": preset.name,
         "seed": seed,
-        "version": 1,
+        "version": SYNTH_VERSION,
     }
     (out / "synthetic.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def stale_reason(
+    root: str | Path, fmt: str, ids: int, seed: int, preset: str | SynthPreset
+) -> str | None:
+    """Why the generated tree at `root` is not what these arguments generate now, or None.
+
+    None also when `root` holds no ``synthetic.json`` (not a generated tree: never touched).
+    """
+    meta_path = Path(root) / "synthetic.json"
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as err:
+        return f"unreadable {meta_path}: {err}"
+    name = preset.name if isinstance(preset, SynthPreset) else preset
+    wanted = {"format": fmt, "ids": ids, "seed": seed, "preset": name, "version": SYNTH_VERSION}
+    changed = [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in wanted.items() if meta.get(k) != v]
+    return ", ".join(changed) or None
 
 
 # ----------------------------------------------------------------------------- SYSU

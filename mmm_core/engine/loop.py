@@ -94,7 +94,9 @@ def dataset_root(cfg: Config, progress: bool = False) -> Path:
     """A local dataset root for `cfg.data.root`.
 
     ``s3://bucket/prefix`` is mirrored into the local cache (MinIO, `mmm_core.storage`); a
-    synthetic dataset is generated first when configured and missing.
+    synthetic dataset is generated first when configured and missing, and generated again
+    when its ``synthetic.json`` records other arguments (ids, seed, preset) or an older
+    world model (`synthetic.SYNTH_VERSION`); a root without ``synthetic.json`` is never touched.
     """
     from mmm_core import storage
 
@@ -102,12 +104,20 @@ def dataset_root(cfg: Config, progress: bool = False) -> Path:
         return storage.resolve_dataset_root(cfg.data.root, progress=progress)
     root = Path(cfg.data.root)
     synthetic = cfg.data.synthetic
-    if synthetic.enabled and not root.exists():
-        from mmm_core.data import synthetic as synth
+    if not synthetic.enabled:
+        return root
+    from mmm_core.data import synthetic as synth
 
-        generate = synth.generate_sysu if cfg.data.format == "sysu" else synth.generate_regdb
+    args = dict(ids=synthetic.ids, seed=synthetic.seed, preset=synthetic.preset)
+    stale = root.exists() and synth.stale_reason(root, cfg.data.format, **args)
+    if root.exists() and not stale:
+        return root
+    generate = synth.generate_sysu if cfg.data.format == "sysu" else synth.generate_regdb
+    if stale:
+        log.warning("regenerating the synthetic dataset at %s (%s)", root, stale)
+    else:
         log.info("generating a synthetic %s dataset at %s", cfg.data.format, root)
-        generate(root, ids=synthetic.ids, seed=synthetic.seed, preset=synthetic.preset)
+    generate(root, **args, overwrite=bool(stale))
     return root
 
 
