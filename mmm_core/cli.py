@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mmm_core.engine.cli",
         "train the method in one process (extract, cluster, match, train, evaluate)",
     ),
+    "rounds": ("mmm_core.engine.rounds", "plot the per-round curves of one or more runs"),
     "run": ("pipelines.local", "run the KFP training pipeline locally (no cluster, no servers)"),
     "step": ("mmm_core.steps.cli", "run one pipeline step over files"),
     "sweep": ("mmm_core.sweep", "run a hyperparameter grid as parallel pipeline runs"),

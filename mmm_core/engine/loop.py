@@ -2,8 +2,9 @@
 
 This is what ``mmm train`` runs and what researchers debug and ablate; the pipeline steps
 (`mmm_core.steps`) call the same building blocks over files. Every round appends one JSON
-object to ``RUN/metrics.jsonl``; ``RUN/config.yaml`` holds the resolved config and
-``RUN/checkpoint.pt`` the state after the last finished round (``--resume`` continues there).
+object to ``RUN/metrics.jsonl`` (and redraws ``RUN/rounds.png``, its curves); ``RUN/config.yaml``
+holds the resolved config and ``RUN/checkpoint.pt`` the state after the last finished round
+(``--resume`` continues there).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from mmm_core.engine.features import extract_features, resolve_device
 from mmm_core.engine.labels import cluster_round, label_diagnostics, match_round
 from mmm_core.engine.trainer import LossWeights, Trainer
 from mmm_core.evaluation.protocols import ProtocolResult, evaluate_regdb, evaluate_sysu
+from mmm_core.evaluation.visualize import save_round_curves
 from mmm_core.models import TwoStreamAGW, build_model
 
 __all__ = [
@@ -450,11 +452,14 @@ def run_training(
         with metrics_path.open("a") as handle:
             handle.write(json_line(row))
         tracker.log_metrics(row, step=round_index)
+        save_round_curves({out.name: rows}, out / "rounds.png")
         if echo:
             echo(format_row(row))
     if tracker.enabled:
         tracker.log_artifact(out / "config.yaml")
         tracker.log_artifact(metrics_path)
+        if (out / "rounds.png").exists():
+            tracker.log_artifact(out / "rounds.png")
         if (out / "evaluation.json").exists():
             tracker.log_artifact(out / "evaluation.json")
         tracker.log_model(checkpoint_path, "model")

@@ -1,4 +1,4 @@
-"""Pictures of evaluation results: ranked-list grid (PNG), ranked-list HTML page, CMC curves.
+"""Pictures of results: ranked-list grid (PNG), ranked-list HTML page, CMC and round curves.
 
 Inputs are plain arrays and image paths (see `protocols.RankedLists`): for each shown query,
 the indices of its top-k gallery items (-1 = none) and whether each has the query's id.
@@ -24,6 +24,7 @@ __all__ = [
     "save_cmc_curve",
     "save_ranked_grid",
     "save_ranked_html",
+    "save_round_curves",
 ]
 
 log = logging.getLogger(__name__)
@@ -208,4 +209,79 @@ def save_cmc_curve(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_path, format="png")
     log.info("CMC curve written to %s", out_path)
+    return out_path
+
+
+# Panels of the round curves: (title, [(row key, label)], y label); values are fractions.
+_ROUND_PANELS = (
+    ("pseudo-labels", [("ari_visible", "ARI visible"), ("ari_infrared", "ARI infrared")], "ARI"),
+    (
+        "cross-modality",
+        [
+            ("correspondence_accuracy", "matching accuracy"),
+            ("oracle_match_accuracy", "xmod (true-id centroids)"),
+            ("cross_chance", "chance"),
+        ],
+        "%",
+    ),
+    ("retrieval (test)", [("rank1", "R1"), ("mAP", "mAP")], "%"),
+)
+
+
+def save_round_curves(
+    runs: Mapping[str, Sequence[Mapping[str, object]]],
+    out_path: str | Path,
+) -> Path:
+    """Plot per-round metrics of one or more runs (rows of ``metrics.jsonl``) to a PNG.
+
+    Three panels: pseudo-label ARI per modality, cross-modality accuracies (stage-2 matching,
+    true-id centroid matching, chance), and test R1 / mAP. Runs share a colour per metric
+    and differ by line style; a dotted vertical line marks the first stage-2 round. Missing or
+    null values (a round without evaluation, stage 1 without matching) are gaps.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    if not runs or not any(runs.values()):
+        raise ValueError("no rounds to plot")
+    figure = Figure(figsize=(12, 3.6), dpi=100)
+    FigureCanvasAgg(figure)
+    styles = ("-", "--", ":", "-.")
+    for panel, (title, series, unit) in enumerate(_ROUND_PANELS):
+        axes = figure.add_subplot(1, len(_ROUND_PANELS), panel + 1)
+        scale = 100.0 if unit == "%" else 1.0
+        for run_index, (name, rows) in enumerate(runs.items()):
+            rounds = np.array([float(row["round"]) for row in rows])
+            for colour, (key, label) in enumerate(series):
+                values = np.array(
+                    [np.nan if row.get(key) is None else float(row[key]) for row in rows]
+                )
+                if np.isnan(values).all() or (key == "cross_chance" and run_index > 0):
+                    continue
+                tag = label if len(runs) == 1 else f"{label}, {name}"
+                axes.plot(
+                    rounds,
+                    scale * values,
+                    styles[run_index % len(styles)],
+                    color=f"C{colour}",
+                    marker="o",
+                    markersize=3,
+                    label=tag,
+                )
+            stage2 = [float(row["round"]) for row in rows if row.get("stage") == 2]
+            if stage2 and run_index == 0:
+                axes.axvline(min(stage2) - 0.5, color="gray", linestyle=":", linewidth=1)
+        axes.set_title(title)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlabel("round")
+        axes.set_ylabel(unit)
+        axes.grid(True, alpha=0.3)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize="x-small")
+    figure.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_path, format="png")
+    log.info("round curves written to %s", out_path)
     return out_path

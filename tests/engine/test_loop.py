@@ -27,6 +27,7 @@ def test_metrics_file_determinism_and_resume(tmp_path: Path, micro_config, row_k
     assert "loss_cmc" in written[0] and {"loss_cross", "loss_sca"} <= set(written[1])
     assert written[1]["correspondence_accuracy"] is not None
     assert (tmp_path / "a" / "config.yaml").is_file()
+    assert (tmp_path / "a" / "rounds.png").stat().st_size > 1000
     assert lines[0].startswith("round") and len(lines) == 3
 
     # Same seed -> identical pseudo-labels and metrics on CPU.

@@ -16,6 +16,7 @@ from mmm_core.evaluation.visualize import (
     save_cmc_curve,
     save_ranked_grid,
     save_ranked_html,
+    save_round_curves,
 )
 
 
@@ -100,3 +101,63 @@ def test_cmc_curve_png(tmp_path):
         assert len(colours) > 10  # something was drawn
     with pytest.raises(ValueError, match="no CMC"):
         save_cmc_curve({}, tmp_path / "none.png")
+
+
+def _round_rows(n: int = 4) -> list[dict]:
+    rows = []
+    for r in range(n):
+        stage = 1 if r < n // 2 else 2
+        rows.append(
+            {
+                "round": r,
+                "stage": stage,
+                "ari_visible": 0.3 + 0.05 * r,
+                "ari_infrared": 0.2 + 0.06 * r,
+                "correspondence_accuracy": None if stage == 1 else 0.1 * r,
+                "oracle_match_accuracy": 0.05,
+                "cross_chance": 0.02,
+                "rank1": 0.1 + 0.02 * r,
+                "mAP": 0.2 + 0.01 * r,
+            }
+        )
+    rows[1].pop("mAP")  # a round without evaluation is a gap, not an error
+    return rows
+
+
+def _count(picture: Image.Image, rgb: tuple[int, int, int], tol: int = 10) -> int:
+    pixels = np.asarray(picture.convert("RGB")).astype(int)
+    return int((np.abs(pixels - np.array(rgb)).max(axis=2) <= tol).sum())
+
+
+def test_round_curves_png(tmp_path):
+    out = save_round_curves({"seed1": _round_rows()}, tmp_path / "rounds.png")
+    with Image.open(out) as picture:
+        assert picture.format == "PNG" and picture.size == (1200, 360)
+        assert _count(picture, (31, 119, 180)) > 200  # C0: ARI visible, matching, R1
+        assert _count(picture, (44, 160, 44)) > 50  # C2: chance
+    two = save_round_curves({"a": _round_rows(), "b": _round_rows(6)}, tmp_path / "two.png")
+    assert two.is_file()
+    with pytest.raises(ValueError, match="no rounds"):
+        save_round_curves({"a": []}, tmp_path / "none.png")
+
+
+def test_mmm_rounds_cli_reads_runs_and_names_bad_lines(tmp_path, capsys):
+    import json
+
+    from mmm_core.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _round_rows()))
+    assert (
+        main(["rounds", str(run), str(run / "metrics.jsonl"), "--out", str(tmp_path / "c.png")])
+        == 0
+    )
+    assert "2 run(s)" in capsys.readouterr().out and (tmp_path / "c.png").is_file()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "metrics.jsonl").write_text(json.dumps(_round_rows()[0]) + "\n{oops\n")
+    with pytest.raises(SystemExit, match=r"bad/metrics.jsonl:2: not a JSON object"):
+        main(["rounds", str(bad), "--out", str(tmp_path / "d.png")])
+    with pytest.raises(SystemExit, match="no such metrics file"):
+        main(["rounds", str(tmp_path / "missing"), "--out", str(tmp_path / "e.png")])

@@ -1,0 +1,73 @@
+"""``mmm rounds``: the per-round curves of one or more runs in one picture.
+
+Reads ``RUN/metrics.jsonl`` of each run (as written by ``mmm train``) and draws pseudo-label
+ARI, cross-modality accuracies and test R1 / mAP per round (`visualize.save_round_curves`);
+``mmm train`` already redraws ``RUN/rounds.png`` for its own run after every round.
+
+Usage::
+
+    mmm rounds runs/seed1 runs/seed2 --out runs/compare.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from mmm_core.evaluation.visualize import save_round_curves
+
+__all__ = ["configure_parser", "main", "read_rows"]
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl (a run folder or the file itself); errors name file and line."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such metrics file (is it an `mmm train` run folder?)")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as err:
+            raise ValueError(f"{path}:{number}: not a JSON object: {err}") from None
+        if not isinstance(row, dict) or "round" not in row:
+            raise ValueError(f"{path}:{number}: a row needs a 'round' field")
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no rounds yet")
+    return rows
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders or metrics.jsonl files")
+    parser.add_argument("--out", required=True, help="PNG file to write")
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        help="legend name per run, in order (default: the run folder's name)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.label and len(args.label) != len(args.runs):
+        raise SystemExit(f"mmm rounds: {len(args.label)} --label for {len(args.runs)} runs")
+    runs = {}
+    for index, run in enumerate(args.runs):
+        path = Path(run)
+        name = args.label[index] if args.label else (path.parent if path.is_file() else path).name
+        if name in runs:
+            name = f"{name} ({index + 1})"
+        try:
+            runs[name] = read_rows(path)
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"mmm rounds: {err}") from None
+    out = save_round_curves(runs, args.out)
+    print(f"wrote {out} ({len(runs)} run(s))")
+    return 0
