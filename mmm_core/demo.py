@@ -65,6 +65,11 @@ def main(args: argparse.Namespace) -> int:
             return 1
     final = rows[-1]
     print(f"\nfinished in {time.perf_counter() - started:.0f} s; run folder: {out}")
+    if not args.in_process:  # the in-process run draws its own
+        from mmm_core.evaluation.visualize import save_round_curves
+
+        save_round_curves({"demo": rows}, out / "rounds.png")
+    print(f"per-round curves: {out / 'rounds.png'}")
     if final.get("rank1") is not None:
         print(
             f"final model (last round, SYSU-MM01 protocol all-search single-shot, 10 trials):\n"

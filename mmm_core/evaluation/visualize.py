@@ -259,7 +259,8 @@ def save_round_curves(
                 )
                 if np.isnan(values).all() or (key == "cross_chance" and run_index > 0):
                     continue
-                tag = label if len(runs) == 1 else f"{label}, {name}"
+                shared = len(runs) == 1 or key == "cross_chance"
+                tag = label if shared else f"{label}, {name}"
                 axes.plot(
                     rounds,
                     scale * values,
