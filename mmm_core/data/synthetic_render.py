@@ -13,10 +13,9 @@ the crop size as a *region map* (one code per pixel: skin, hair, upper garment, 
 evaluated in the person frame, and the result is box-averaged down to the crop size.
 
 The thermal signature. Every garment, bag, hat, hair and skin has a hidden infrared value
-(``ir``), correlated with the visible brightness of its colour by ``ir_colour_correlation``:
-weakly in the bench world (0.3: colour, the strongest cue in RGB, says little about what an
-infrared camera sees), fully in the tiny world (1.0: infrared = grayscale of colour). Skin is
-warm (bright); many prints are invisible in infrared.
+(``ir``), drawn so that it is only weakly correlated with the visible brightness of its
+colour (``ir_colour_correlation``): colour, the strongest cue in RGB, says little about what
+an infrared camera sees. Skin is warm (bright); many prints are invisible in infrared.
 """
 
 from __future__ import annotations
