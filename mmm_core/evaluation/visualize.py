@@ -178,6 +178,16 @@ def save_ranked_html(
     return out_path
 
 
+def _save_figure(figure, out_path: str | Path, what: str) -> Path:
+    """Lay out a matplotlib Figure and write it as PNG (parent folders created)."""
+    figure.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_path, format="png")
+    log.info("%s written to %s", what, out_path)
+    return out_path
+
+
 def save_cmc_curve(
     curves: Mapping[str, np.ndarray],
     out_path: str | Path,
@@ -204,12 +214,7 @@ def save_cmc_curve(
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
     axes.legend(loc="lower right", fontsize="small")
-    figure.tight_layout()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_path, format="png")
-    log.info("CMC curve written to %s", out_path)
-    return out_path
+    return _save_figure(figure, out_path, "CMC curve")
 
 
 # Panels of the round curves: (title, [(row key, label)], y label); values are fractions.
@@ -280,9 +285,4 @@ def save_round_curves(
         axes.grid(True, alpha=0.3)
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize="x-small")
-    figure.tight_layout()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_path, format="png")
-    log.info("round curves written to %s", out_path)
-    return out_path
+    return _save_figure(figure, out_path, "round curves")
