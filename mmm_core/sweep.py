@@ -405,11 +405,11 @@ def final_metrics(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
 
 
 def read_history(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl file ([] when it is missing)."""
+    """The rows of a metrics.jsonl file ([] when it is missing); a bad line names file:line."""
+    from mmm_core.engine.rounds import parse_rows
+
     path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return parse_rows(path) if path.is_file() else []
 
 
 def rank_results(results: Iterable[PointResult], metric: str) -> list[PointResult]:

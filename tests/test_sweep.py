@@ -552,3 +552,17 @@ def test_local_sweep_two_jobs_one_experiment(tmp_path, micro_dataset, micro_over
         "leaderboard.csv",
     }
     assert parent.data.metrics["best_mAP"] == pytest.approx(maps[0])
+
+
+def test_read_history_missing_empty_and_bad_lines(tmp_path) -> None:
+    from mmm_core.sweep import read_history
+
+    path = tmp_path / "metrics.jsonl"
+    assert read_history(path) == []
+    path.write_text("")
+    assert read_history(path) == []
+    path.write_text('{"round": 0, "mAP": 0.5}\n\n{"round": 1}\n')
+    assert read_history(path) == [{"round": 0, "mAP": 0.5}, {"round": 1}]
+    path.write_text('{"round": 0}\n{"round": 1\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2: not a JSON object"):
+        read_history(path)

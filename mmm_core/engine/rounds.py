@@ -18,7 +18,20 @@ from typing import Any
 
 from mmm_core.evaluation.visualize import save_round_curves
 
-__all__ = ["configure_parser", "main", "read_rows"]
+__all__ = ["configure_parser", "main", "parse_rows", "read_rows"]
+
+
+def parse_rows(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of an existing metrics.jsonl ([] when empty); errors name file and line."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as err:
+            raise ValueError(f"{path}:{number}: not a JSON object: {err}") from None
+    return rows
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -28,17 +41,10 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         path = path / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such metrics file (is it an `mmm train` run folder?)")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            raise ValueError(f"{path}:{number}: not a JSON object: {err}") from None
+    rows = parse_rows(path)
+    for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict) or "round" not in row:
-            raise ValueError(f"{path}:{number}: a row needs a 'round' field")
-        rows.append(row)
+            raise ValueError(f"{path}: row {number}: a row needs a 'round' field")
     if not rows:
         raise ValueError(f"{path}: no rounds yet")
     return rows
