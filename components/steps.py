@@ -94,6 +94,7 @@ def extract_op(
 def cluster_op(
     round_index: int,
     config: Input[Artifact],
+    manifest: Input[Artifact],
     features: Input[Artifact],
     labels: Output[Artifact],
     metrics: Output[Metrics],
@@ -107,7 +108,9 @@ def cluster_op(
     from mmm_core.steps import cluster
     from mmm_core.steps.common import log_kfp_metrics
 
-    log_kfp_metrics(metrics, cluster.run(config.path, features.path, round_index, labels.path))
+    log_kfp_metrics(
+        metrics, cluster.run(config.path, manifest.path, features.path, round_index, labels.path)
+    )
 
 
 @dsl.component(base_image=BASE_IMAGE)

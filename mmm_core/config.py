@@ -85,12 +85,16 @@ class DataConfig:
     height: int = 288
     width: int = 144
     workers: int = 4
+    # Decoded images (uint8, resized to height x width) kept in RAM for the whole run, up to
+    # this many MiB; images beyond the budget are read from disk at every use. 0 = no cache.
+    cache_mb: int = 4096
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self) -> None:
         _require(1 <= self.trial <= 10, "trial", "RegDB trials are numbered 1..10")
         _require(self.height > 0 and self.width > 0, "height", "image size must be positive")
         _require(self.workers >= 0, "workers", "must be >= 0")
+        _require(self.cache_mb >= 0, "cache_mb", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,9 @@ class SamplerConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     arch: Literal["resnet18", "resnet50"] = "resnet50"
+    # Base channel count of the ResNet (64 = torchvision's network, the only width with
+    # ImageNet weights); 16 or 32 give the same structure at a fraction of the cost (CPU benches).
+    width: int = 64
     pretrained: str = "imagenet"  # "imagenet", "none", or a path to a state-dict file
     non_local: bool = False
     gem_p: float = 3.0
@@ -133,6 +140,13 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _require(self.gem_p > 0, "gem_p", "must be > 0")
         _require(self.last_stride in (1, 2), "last_stride", "must be 1 or 2")
+        _require(self.width >= 4 and self.width % 4 == 0, "width", "a multiple of 4, >= 4")
+        _require(
+            self.width == 64 or self.pretrained != "imagenet",
+            "pretrained",
+            f"ImageNet weights exist only for model.width 64, not {self.width}; use 'none' "
+            "or a weights file of that width (mmm pretrain --width)",
+        )
 
 
 @dataclass(frozen=True)
@@ -146,6 +160,10 @@ class ClusterConfig:
     joint_k2: int = 32
     joint_eps: float = 0.6
     knn: Literal["auto", "faiss", "torch"] = "auto"
+    # CMC's modality-balanced query expansion (SPEC section 5): "balanced" averages V over the
+    # k2 nearest visible points and over the k2 nearest infrared points, half each;
+    # "released" splits the k2 nearest overall by modality (the released code's reading).
+    joint_expansion: Literal["balanced", "released"] = "balanced"
 
     def __post_init__(self) -> None:
         for name in ("k1", "k2", "joint_k1", "joint_k2", "min_samples"):
@@ -200,9 +218,16 @@ class TrainConfig:
     weight_decay: float = 5e-4
     step_size: int = 20
     gamma: float = 0.1
-    amp: bool = True  # used on CUDA only
+    # Mixed precision of the network: "auto" = bf16 where the device supports it, else none;
+    # "fp16" (CUDA only) uses a gradient scaler. Memories, their updates, clustering
+    # features and losses stay float32.
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     batch_size_eval: int = 128
+    # "pseudo": the method (pseudo-labels and matching from the features alone); "oracle":
+    # the supervised upper bound, the same network, schedule and losses with the true
+    # identities as cluster labels and the true correspondence as v2r / r2v.
+    supervision: Literal["pseudo", "oracle"] = "pseudo"
 
     def __post_init__(self) -> None:
         _require(self.stage1_rounds >= 0, "stage1_rounds", "must be >= 0")

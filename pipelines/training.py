@@ -86,7 +86,11 @@ def add_round(
     extract = extract_op(config=config, manifest=manifest, checkpoint=checkpoint, **switch)
     apply_resources(extract, "extract", f"{label}: extract")
     cluster = cluster_op(
-        round_index=r, config=config, features=extract.outputs["features"], **switch
+        round_index=r,
+        config=config,
+        manifest=manifest,
+        features=extract.outputs["features"],
+        **switch,
     )
     apply_resources(cluster, "cluster", f"{label}: cluster")
     match = match_op(

@@ -85,9 +85,9 @@ def test_ablation_ladder_values() -> None:
 def test_overrides_parse_yaml_scalars() -> None:
     cfg = load_config(
         None,
-        ["cluster.eps=0.5", "train.amp=false", "model.arch=resnet18", "eval.sysu_shots=[1,10]"],
+        ["cluster.eps=0.5", "train.amp=none", "model.arch=resnet18", "eval.sysu_shots=[1,10]"],
     )
-    assert cfg.cluster.eps == 0.5 and cfg.train.amp is False
+    assert cfg.cluster.eps == 0.5 and cfg.train.amp == "none"
     assert cfg.model.arch == "resnet18" and cfg.eval.sysu_shots == (1, 10)
 
 
@@ -122,8 +122,16 @@ def test_choice_and_value_validation() -> None:
         config_from_dict({"cluster": {"eps": 1.5}})
     with pytest.raises(ConfigError, match=r"'data.synthetic.ids': needs at least 4"):
         config_from_dict({"data": {"synthetic": {"ids": 2}}})
-    with pytest.raises(ConfigError, match=r"'train.amp': expected true/false"):
+    with pytest.raises(ConfigError, match=r"'train.amp': expected one of"):
         config_from_dict({"train": {"amp": "yes"}})
+    with pytest.raises(ConfigError, match=r"'model.pretrained': ImageNet weights exist only"):
+        config_from_dict({"model": {"width": 32}})
+    with pytest.raises(ConfigError, match=r"'model.width': a multiple of 4"):
+        config_from_dict({"model": {"width": 30, "pretrained": "none"}})
+    with pytest.raises(ConfigError, match=r"'train.supervision': expected one of"):
+        config_from_dict({"train": {"supervision": "labels"}})
+    with pytest.raises(ConfigError, match=r"'cluster.joint_expansion': expected one of"):
+        config_from_dict({"cluster": {"joint_expansion": "both"}})
 
 
 def test_yaml_errors_name_the_file(tmp_path: Path) -> None:

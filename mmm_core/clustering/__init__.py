@@ -6,7 +6,7 @@ re-exported here (that would shadow the modules): import them as
 ``from mmm_core.clustering.subcluster import subcluster``.
 """
 
-from .cmc import JointClustering, cmc_joint_labels
+from .cmc import JointClustering, cmc_joint_labels, joint_centres
 from .dbscan import dbscan_labels, renumber_labels
 from .jaccard import jaccard_distance
 from .subcluster import MultiMemory
@@ -17,5 +17,6 @@ __all__ = [
     "cmc_joint_labels",
     "dbscan_labels",
     "jaccard_distance",
+    "joint_centres",
     "renumber_labels",
 ]

@@ -3,8 +3,8 @@
 The visible and infrared features are stacked ``[F^v; F^r]``; the Jaccard distance uses the
 modality-balanced query expansion (see :mod:`mmm_core.clustering.jaccard`), DBSCAN gives the
 joint pseudo-labels, and joint clusters that contain both modalities get a joint memory
-whose centre is the normalised mean of (mean of its visible members, mean of its infrared
-members).
+whose centre is ``normalise(mean of its visible members + mean of its infrared members)``
+(`joint_centres`, the one function training uses).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .knn import Backend
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JointClustering", "cmc_joint_labels"]
+__all__ = ["JointClustering", "cmc_joint_labels", "joint_centres"]
 
 
 @dataclass(frozen=True)
@@ -53,38 +53,45 @@ class JointClustering:
         index[:-1][self.has_both] = np.arange(self.num_cross_modality)
         return index[self.visible_labels], index[self.infrared_labels]
 
-    def centres(
-        self,
-        visible_features: np.ndarray | torch.Tensor,
-        infrared_features: np.ndarray | torch.Tensor,
-    ) -> torch.Tensor:
-        """Joint memory centres, one per both-modality cluster, in memory-label order.
 
-        Args:
-            visible_features: (N_v, d) features, same order as ``visible_labels``.
-            infrared_features: (N_r, d) features, same order as ``infrared_labels``.
+def joint_centres(
+    visible_features: np.ndarray,
+    infrared_features: np.ndarray,
+    visible_labels: np.ndarray,
+    infrared_labels: np.ndarray,
+    count: int,
+) -> np.ndarray:
+    """The CMC joint memory's centres: ``normalise(mean_v + mean_r)`` per joint cluster.
 
-        Returns:
-            (C_both, d) float32 tensor on the features' device: normalised mean of (mean of
-            the cluster's visible members, mean of its infrared members).
-        """
-        visible = torch.as_tensor(visible_features, dtype=torch.float32)
-        infrared = torch.as_tensor(infrared_features, dtype=torch.float32, device=visible.device)
-        visible_memory, infrared_memory = self.memory_labels()
-        count = self.num_cross_modality
-        means = [
-            _cluster_means(feats, torch.as_tensor(labels, device=feats.device), count)
-            for feats, labels in ((visible, visible_memory), (infrared, infrared_memory))
-        ]
-        return torch.nn.functional.normalize((means[0] + means[1]) / 2, dim=1)
+    Args:
+        visible_features: (N_v, d) float features of the visible samples.
+        infrared_features: (N_r, d) float features of the infrared samples.
+        visible_labels, infrared_labels: (N_v,), (N_r,) int64 joint-memory labels in
+            ``0..count-1``, -1 = no joint memory (see `JointClustering.memory_labels`). Every
+            cluster must have members of both modalities.
+        count: number of joint memories.
 
-
-def _cluster_means(features: torch.Tensor, labels: torch.Tensor, count: int) -> torch.Tensor:
-    keep = labels >= 0
-    sums = torch.zeros(count, features.shape[1], dtype=features.dtype, device=features.device)
-    sums.index_add_(0, labels[keep], features[keep])
-    sizes = torch.bincount(labels[keep], minlength=count).clamp_min(1)
-    return sums / sizes[:, None].to(features.dtype)
+    Returns:
+        (count, d) float32: for cluster c, the mean of its visible members plus the mean of
+        its infrared members, L2-normalised. Each modality weighs the same whatever its
+        number of members (SPEC section 5).
+    """
+    means = []
+    for features, labels in (
+        (visible_features, visible_labels),
+        (infrared_features, infrared_labels),
+    ):
+        labels = np.asarray(labels, dtype=np.int64)
+        keep = labels >= 0
+        sums = np.zeros((count, features.shape[1]), dtype=np.float64)
+        np.add.at(sums, labels[keep], np.asarray(features, dtype=np.float64)[keep])
+        sizes = np.bincount(labels[keep], minlength=count)
+        if count and sizes.min() == 0:
+            raise ValueError("every joint cluster needs members of both modalities")
+        means.append(sums / np.maximum(sizes, 1)[:, None])
+    centres = means[0] + means[1]
+    centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    return centres.astype(np.float32)
 
 
 def cmc_joint_labels(
@@ -95,6 +102,7 @@ def cmc_joint_labels(
     eps: float = 0.6,
     min_samples: int = 4,
     *,
+    expansion: str = "balanced",
     backend: Backend = "auto",
 ) -> JointClustering:
     """CMC joint pseudo-labels by DBSCAN on the modality-balanced Jaccard distance.
@@ -104,6 +112,8 @@ def cmc_joint_labels(
         infrared_features: (N_r, d) float32, L2-normalised (same device/type as visible).
         k1, k2: Jaccard neighbour-list and query-expansion depths (SYSU 40 / 32).
         eps, min_samples: DBSCAN parameters.
+        expansion: the modality-balanced query expansion, ``"balanced"`` or ``"released"``
+            (`mmm_core.clustering.jaccard`).
         backend: kNN backend.
 
     Returns:
@@ -120,7 +130,13 @@ def cmc_joint_labels(
     modality = np.zeros(stacked.shape[0], dtype=bool)
     modality[:n_visible] = True
     dist = jaccard_distance(
-        stacked, k1, k2, modality=modality, backend=backend, max_distance=eps if eps < 1 else None
+        stacked,
+        k1,
+        k2,
+        modality=modality,
+        joint_expansion=expansion,
+        backend=backend,
+        max_distance=eps if eps < 1 else None,
     )
     labels = dbscan_labels(dist, eps, min_samples)
     visible_labels, infrared_labels = labels[:n_visible], labels[n_visible:]

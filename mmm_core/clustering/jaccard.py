@@ -19,9 +19,16 @@ Definition (exactly what is computed; N points, L2-normalised features ``f``):
   row sums to 1.
 * **local query expansion.** ``V_i <- mean of V_j over j in L_i[:k2]`` (self included;
   ``k2`` is clipped to the list length, which is what slicing the ``k1``-column list does in
-  the reference). With ``modality`` given (CMC), the ``k2`` nearest are split by modality and
-  ``V_i <- (mean over the visible ones + mean over the infrared ones) / 2`` (the plain mean of
-  the present modality when all ``k2`` share one modality), as in the released MMM code.
+  the reference). With ``modality`` given (CMC), the expansion is modality-balanced, in one of
+  two readings (``joint_expansion``):
+
+  - ``"balanced"`` (SPEC section 5's words): ``V_i <- (mean of V over i's k2 nearest visible
+    points + mean of V over its k2 nearest infrared points) / 2`` (``k2`` of each modality,
+    clipped to its size; i itself is the first of its own modality's list);
+  - ``"released"`` (the released MMM code): the ``k2`` nearest overall are split by modality
+    and ``V_i <- (mean over the visible ones + mean over the infrared ones) / 2``, the plain
+    mean of the present modality when all ``k2`` share one, which is then intra-modality
+    expansion.
 * **distance.** ``d(i, j) = 1 - sum_l min(V_il, V_jl) / sum_l max(V_il, V_jl)``. Every row
   of ``V`` sums to one, so ``sum max = 2 - sum min`` and ``d = 1 - m / (2 - m)`` with
   ``m = sum_l min(V_il, V_jl)``; this is the form evaluated (float64 accumulation), then
@@ -51,12 +58,13 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-from .knn import Backend
+from .knn import Backend, knn_among
 from .knn import knn as knn_search
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "balanced_expansion_matrix",
     "expansion_half",
     "jaccard_distance",
     "jaccard_from_weights",
@@ -235,6 +243,30 @@ def query_expansion_matrix(
     return sp.csr_matrix((values.ravel().astype(np.float64), cols.ravel(), indptr), (n, n))
 
 
+def balanced_expansion_matrix(
+    visible_lists: np.ndarray, infrared_lists: np.ndarray
+) -> sp.csr_matrix:
+    """Row-stochastic (N, N) CSR ``A`` of the "balanced" CMC expansion, ``V_qe = A @ V``.
+
+    Row i puts ``1 / (2 k_v)`` on each of ``visible_lists[i]`` (k_v entries) and ``1 / (2 k_r)``
+    on each of ``infrared_lists[i]`` (k_r entries); all the mass on one side when the other
+    modality has no point. Lists hold distinct indices (a point is in one modality only).
+    """
+    n = max(visible_lists.shape[0], infrared_lists.shape[0])
+    k_v, k_r = visible_lists.shape[1], infrared_lists.shape[1]
+    if k_v == 0 and k_r == 0:
+        raise ValueError("balanced expansion needs at least one point")
+    share_v = 0.0 if k_v == 0 else (0.5 if k_r else 1.0) / k_v
+    share_r = 0.0 if k_r == 0 else (0.5 if k_v else 1.0) / k_r
+    cols = np.concatenate([visible_lists, infrared_lists], axis=1)
+    values = np.concatenate(
+        [np.full((n, k_v), share_v), np.full((n, k_r), share_r)], axis=1
+    ).astype(np.float64)
+    depth = k_v + k_r
+    indptr = np.arange(0, n * depth + 1, depth, dtype=np.int64)
+    return sp.csr_matrix((values.ravel(), cols.ravel(), indptr), (n, n))
+
+
 # --------------------------------------------------------------------------- sum of minima
 
 
@@ -391,6 +423,7 @@ def jaccard_distance(
     k2: int = 6,
     *,
     modality: np.ndarray | None = None,
+    joint_expansion: str = "balanced",
     knn: tuple[np.ndarray, np.ndarray] | None = None,
     backend: Backend = "auto",
     max_distance: float | None = None,
@@ -404,6 +437,8 @@ def jaccard_distance(
         k2: query-expansion depth, self included (clipped to the list length).
         modality: optional bool (N,) array, True for visible samples; switches on the
             modality-balanced query expansion of CMC.
+        joint_expansion: with ``modality``, ``"balanced"`` (k2 nearest of each modality) or
+            ``"released"`` (the k2 nearest overall, split by modality); see above.
         knn: optional precomputed ``(similarities, indices)`` from :func:`knn` with at least
             ``min(k1, N)`` columns, self first; the first ``min(k1, N)`` columns are used.
         backend: kNN backend when ``knn`` is not given (``"auto"``, ``"faiss"``, ``"torch"``).
@@ -421,7 +456,20 @@ def jaccard_distance(
         return sp.csr_matrix((0, 0), dtype=np.float32)
     similarities, indices = _neighbour_lists(features, k1, knn, backend)
     weights = reciprocal_weights(features, similarities, indices)
-    expansion = query_expansion_matrix(indices, k2, modality)
+    if modality is not None and joint_expansion == "balanced":
+        modality = np.asarray(modality, dtype=bool)
+        if modality.shape != (n,):
+            raise ValueError(f"modality must be a bool array of shape ({n},)")
+        expansion = balanced_expansion_matrix(
+            knn_among(features, np.flatnonzero(modality), k2, backend=backend),
+            knn_among(features, np.flatnonzero(~modality), k2, backend=backend),
+        )
+    elif modality is None or joint_expansion == "released":
+        expansion = query_expansion_matrix(indices, k2, modality)
+    else:
+        raise ValueError(
+            f"joint_expansion must be 'balanced' or 'released', not {joint_expansion!r}"
+        )
     expanded = (expansion @ weights).tocsr()
     del weights, expansion
     return jaccard_from_weights(expanded, max_distance=max_distance)

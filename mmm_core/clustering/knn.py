@@ -35,7 +35,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["faiss_available", "knn"]
+__all__ = ["faiss_available", "knn", "knn_among"]
 
 Backend = Literal["auto", "faiss", "torch"]
 
@@ -184,3 +184,62 @@ def knn(
     else:
         raise ValueError(f"unknown kNN backend {backend!r} (use 'auto', 'faiss' or 'torch')")
     return _self_first_sorted(features, similarities, indices, k)
+
+
+def knn_among(
+    features: np.ndarray | torch.Tensor,
+    candidates: np.ndarray,
+    k: int,
+    *,
+    backend: Backend = "auto",
+    chunk_elements: int = 1 << 24,
+) -> np.ndarray:
+    """Every point's ``k`` nearest points among `candidates`, by inner product.
+
+    Args:
+        features: (N, d) float32, L2-normalised rows (numpy or a torch tensor; the search
+            runs on the host).
+        candidates: (M,) int indices into `features`, the points that may be neighbours.
+        k: list length; clipped to M.
+        backend: ``"faiss"`` (``faiss.knn`` of all points against the candidates),
+            ``"torch"`` (chunked products and ``topk``) or ``"auto"``.
+
+    Returns:
+        (N, min(k, M)) int64 indices into `features`, nearest first. A point that is itself a
+        candidate comes first in its own list (as in `knn`); other ties keep the backend's
+        order.
+    """
+    array = _as_float32_numpy(features)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    n, m = array.shape[0], candidates.shape[0]
+    k = min(k, m)
+    if n == 0 or k == 0:
+        return np.empty((n, k), dtype=np.int64)
+    pool = np.ascontiguousarray(array[candidates])
+    fetched = min(m, k + 1)  # one more, in case a point's own entry has to be moved forward
+    if backend == "auto":
+        backend = "faiss" if faiss_available() else "torch"
+    if backend == "faiss":
+        import faiss
+
+        _, local = faiss.knn(array, pool, fetched, metric=faiss.METRIC_INNER_PRODUCT)
+    elif backend == "torch":
+        local = np.empty((n, fetched), dtype=np.int64)
+        pool_t = torch.from_numpy(pool)
+        chunk = max(1, chunk_elements // max(m, 1))
+        for start in range(0, n, chunk):
+            sims = torch.from_numpy(array[start : start + chunk]) @ pool_t.T
+            local[start : start + chunk] = torch.topk(sims, fetched, dim=1).indices.numpy()
+    else:
+        raise ValueError(f"unknown kNN backend {backend!r} (use 'auto', 'faiss' or 'torch')")
+    lists = candidates[np.asarray(local, dtype=np.int64)]
+    # Self first: a candidate's own index goes to the front (inserted when it was not fetched).
+    position = np.full(n, -1, dtype=np.int64)
+    position[candidates] = np.arange(m)
+    rows = np.flatnonzero(position >= 0)
+    out = lists[:, :k].copy()
+    for i in rows:
+        others = lists[i][lists[i] != i][: k - 1]
+        out[i, 0] = i
+        out[i, 1:] = others
+    return out

@@ -1,8 +1,14 @@
-"""Image transforms of SPEC section 5, built from torchvision's pieces where they exist.
+"""Image transforms of SPEC section 5, as the released MMM code orders them.
 
-Train: resize, pad + random crop, horizontal flip, to tensor, [channel exchange for the second
-RGB view | channel-adaptive gray for IR], ImageNet normalisation, channel random erasing.
-Test: resize, to tensor, normalisation.
+Every transform takes a ``(3, H, W)`` uint8 tensor already decoded and resized (bicubic) to
+the input size by `mmm_core.data.cache` (decode once per run), and returns a float tensor:
+
+* train: pad + random crop, horizontal flip, to float, ImageNet normalisation, channel random
+  erasing (the released fill values), then channel exchange for the second RGB view or
+  channel-adaptive gray for IR. Exchange, gray and erasing act on the *normalised* tensor,
+  as released: on an IR image, whose raw channels are equal, the normalised channels differ,
+  so channel-adaptive gray changes it;
+* test: to float, normalisation.
 
 Randomness comes from torch's generator (seeded per data-loader worker by the loader's
 explicit ``generator``), so runs are reproducible.
@@ -10,6 +16,7 @@ explicit ``generator``), so runs are reproducible.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,10 +27,12 @@ from torchvision import transforms as T
 from mmm_core.data.manifest import DatasetError
 
 __all__ = [
+    "ERASING_FILL",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ChannelAdaptiveGray",
     "ChannelExchange",
+    "ChannelRandomErasing",
     "eval_transform",
     "load_image",
     "train_transforms",
@@ -32,6 +41,9 @@ __all__ = [
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
+# The released code fills an erased rectangle with these per-channel values (CIFAR's mean),
+# written into the already normalised tensor.
+ERASING_FILL = (0.4914, 0.4822, 0.4465)
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -61,7 +73,9 @@ class ChannelExchange(torch.nn.Module):
 
 
 class ChannelAdaptiveGray(torch.nn.Module):
-    """With probability `p`, replace the image by one random channel or by its gray level."""
+    """With probability `p`: one of four equally likely choices, R, G or B copied to all
+    channels, or (with probability `p` again) the gray level ``0.2989 R + 0.587 G + 0.114 B``
+    in all channels; the image is kept otherwise (the released code's reading)."""
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
@@ -73,9 +87,55 @@ class ChannelAdaptiveGray(torch.nn.Module):
         choice = _randint(4)
         if choice < 3:
             return image[choice : choice + 1].expand_as(image).clone()
+        if torch.rand(1).item() >= self.p:
+            return image
         weights = torch.tensor(_GRAY_WEIGHTS, dtype=image.dtype).view(3, 1, 1)
         gray = (image * weights).sum(0, keepdim=True)
         return gray.expand_as(image).clone()
+
+
+class ChannelRandomErasing(torch.nn.Module):
+    """With probability `p`, fill one rectangle of a (3, H, W) tensor with `fill` per channel.
+
+    The rectangle's area is uniform in ``[area_min, area_max]`` of the image and its aspect
+    (height / width) uniform in ``[aspect_min, 1 / aspect_min]``; up to 100 draws are made
+    until it fits strictly inside the image (none fits: the image is kept).
+    """
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        area_min: float = 0.02,
+        area_max: float = 0.4,
+        aspect_min: float = 0.3,
+        fill: tuple[float, float, float] = ERASING_FILL,
+    ) -> None:
+        super().__init__()
+        self.p = p
+        self.area = (area_min, area_max)
+        self.aspect = (aspect_min, 1.0 / aspect_min)
+        self.fill = fill
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if torch.rand(1).item() >= self.p:
+            return image
+        _, height, width = image.shape
+        for _ in range(100):
+            area = height * width * _uniform(*self.area)
+            aspect = _uniform(*self.aspect)
+            h = round(math.sqrt(area * aspect))
+            w = round(math.sqrt(area / aspect))
+            if h < height and w < width:
+                top, left = _randint(height - h + 1), _randint(width - w + 1)
+                out = image.clone()
+                fill = torch.tensor(self.fill, dtype=image.dtype).view(3, 1, 1)
+                out[:, top : top + h, left : left + w] = fill
+                return out
+        return image
+
+
+def _uniform(low: float, high: float) -> float:
+    return low + (high - low) * torch.rand(1).item()
 
 
 def train_transforms(
@@ -85,30 +145,29 @@ def train_transforms(
     flip_p: float = 0.5,
     erasing_p: float = 0.5,
     channel_exchange: bool = True,
-) -> dict[str, Callable[[Image.Image], torch.Tensor]]:
-    """Training transforms keyed by view: "visible", "visible_exchange", "infrared"."""
-    geometry = [
-        T.Resize((height, width)),
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """Training transforms keyed by view: "visible", "visible_exchange", "infrared".
+
+    Each maps a ``(3, height, width)`` uint8 tensor (see `mmm_core.data.cache`) to a
+    normalised float tensor of the same size.
+    """
+    head = [
         T.Pad(pad),
         T.RandomCrop((height, width)),
         T.RandomHorizontalFlip(flip_p),
-        T.ToTensor(),
-    ]
-    tail = [
+        T.ConvertImageDtype(torch.float32),
         T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        # Channel random erasing: a rectangle set to the per-channel mean (0 after normalising).
-        T.RandomErasing(p=erasing_p, value=0),
+        ChannelRandomErasing(erasing_p),
     ]
     exchange = [ChannelExchange()] if channel_exchange else []
     return {
-        "visible": T.Compose(geometry + tail),
-        "visible_exchange": T.Compose(geometry + exchange + tail),
-        "infrared": T.Compose([*geometry, ChannelAdaptiveGray(0.5), *tail]),
+        "visible": T.Compose(head),
+        "visible_exchange": T.Compose(head + exchange),
+        "infrared": T.Compose([*head, ChannelAdaptiveGray(0.5)]),
     }
 
 
-def eval_transform(height: int, width: int) -> Callable[[Image.Image], torch.Tensor]:
-    """Deterministic test-time transform (flip averaging happens on the batch)."""
-    return T.Compose(
-        [T.Resize((height, width)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    )
+def eval_transform() -> Callable[[torch.Tensor], torch.Tensor]:
+    """Deterministic test-time transform of a decoded uint8 image (flip averaging happens on
+    the batch)."""
+    return T.Compose([T.ConvertImageDtype(torch.float32), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])

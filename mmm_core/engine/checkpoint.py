@@ -53,6 +53,7 @@ class TrainingState:
     rng: dict[str, Any] = field(default_factory=capture_rng)
     arch: str = ""
     feature_dim: int = 0
+    width: int = 64  # the ResNet's base channel count (model.width)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from mmm_core.data.cache import ImageCache
 from mmm_core.data.datasets import eval_loader
 from mmm_core.data.transforms import eval_transform
 from mmm_core.models import TwoStreamAGW
 from mmm_core.models import extract_features as batch_features
 
-__all__ = ["extract_features", "resolve_device"]
+__all__ = ["amp_dtype", "bf16_supported", "extract_features", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,36 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested but CUDA is not available")
     return device
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether `device` runs bfloat16 natively (CUDA: Ampere or newer; CPU: AVX-512 BF16/AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(probe is not None and torch.backends.mkldnn.is_available() and probe())
+    return False
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on `device` (None = full precision).
+
+    ``"auto"`` is bf16 where the device runs it natively, else full precision; ``"bf16"``
+    runs anywhere (slowly where emulated); ``"fp16"`` needs CUDA (it is trained with a
+    gradient scaler).
+    """
+    if amp == "none":
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if bf16_supported(device) else None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ValueError(f"train.amp=fp16 needs a CUDA device, got {device}; use bf16 or none")
+        return torch.float16
+    raise ValueError(f"train.amp must be auto, none, bf16 or fp16, got {amp!r}")
 
 
 def extract_features(
@@ -42,18 +75,27 @@ def extract_features(
     workers: int = 0,
     progress: bool = False,
     desc: str | None = None,
+    autocast: torch.dtype | None = None,
+    images: ImageCache | None = None,
 ) -> np.ndarray:
     """Test-time features of `paths`, one modality: ``(N, D)`` float32, L2-normalised.
 
     Rows follow `paths` exactly. Eval-mode BN-neck features, averaged with the horizontal
     flip when `flip` (then renormalised). The model's mode is restored afterwards.
+    `autocast` runs the network in that dtype (the features are returned as float32);
+    `images` serves images decoded earlier in the run (of this input size); without it the
+    files are decoded here.
     """
     out = np.empty((len(paths), model.feature_dim), dtype=np.float32)
     if len(paths) == 0:
         return out
-    loader = eval_loader(paths, eval_transform(height, width), batch_size, workers)
+    if images is None or (images.height, images.width) != (height, width):
+        images = ImageCache(height, width, 0)
+    loader = eval_loader(paths, eval_transform(), images, batch_size, workers)
     bar = tqdm(loader, desc=desc or f"extract {modality}", disable=not progress, leave=False)
+    context = torch.autocast(device.type, dtype=autocast) if autocast else nullcontext()
     for images, index in bar:
-        features = batch_features(model, images.to(device, non_blocking=True), modality, flip)
-        out[index.numpy()] = features.float().cpu().numpy()
+        with context:
+            features = batch_features(model, images.to(device, non_blocking=True), modality, flip)
+        out[index.numpy()] = F.normalize(features.float(), dim=1).cpu().numpy()
     return out

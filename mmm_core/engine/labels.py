@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmm_core.clustering import cmc_joint_labels, dbscan_labels, jaccard_distance
+from mmm_core.clustering import (
+    JointClustering,
+    cmc_joint_labels,
+    dbscan_labels,
+    jaccard_distance,
+    joint_centres,
+)
 from mmm_core.clustering.subcluster import subcluster
 from mmm_core.config import Config
 from mmm_core.engine.targets import RoundTargets
@@ -33,6 +39,7 @@ __all__ = [
     "cluster_round",
     "label_diagnostics",
     "match_round",
+    "oracle_clusters",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,7 +55,9 @@ class ClusterOutput:
 
     ``joint_visible`` / ``joint_infrared`` are the CMC joint labels (stage 1 with CMC only),
     numbered over all joint clusters; ``joint_both[c]`` tells whether joint cluster c holds
-    both modalities.
+    both modalities. ``oracle_v2r`` / ``oracle_r2v`` exist only under
+    ``train.supervision: oracle`` (stage 2): the true partner cluster, -1 where the identity
+    has no image in the other modality.
     """
 
     labels_visible: np.ndarray
@@ -56,6 +65,8 @@ class ClusterOutput:
     joint_visible: np.ndarray | None = None
     joint_infrared: np.ndarray | None = None
     joint_both: np.ndarray | None = None
+    oracle_v2r: np.ndarray | None = None
+    oracle_r2v: np.ndarray | None = None
 
     def save(self, path: str | Path) -> None:
         arrays = {k: v for k, v in self.__dict__.items() if v is not None}
@@ -82,14 +93,60 @@ def _intra_labels(features: np.ndarray, cfg: Config, name: str) -> np.ndarray:
     return labels
 
 
-def cluster_round(
-    cfg: Config, stage: int, features_v: np.ndarray, features_r: np.ndarray
+def oracle_clusters(
+    stage: int, true_visible: np.ndarray, true_infrared: np.ndarray, joint: bool
 ) -> ClusterOutput:
-    """Intra-modality pseudo-labels, plus CMC joint labels in stage 1 when enabled."""
+    """The supervised upper bound's "clusters": the true identities.
+
+    Per modality, the sorted distinct ids numbered ``0..C-1``; in stage 1 (with ``joint``)
+    joint labels over the sorted union of ids, every identity present in both modalities a
+    joint cluster; in stage 2 the true correspondence (``oracle_v2r`` / ``oracle_r2v``).
+    """
+    true_visible = np.asarray(true_visible)
+    true_infrared = np.asarray(true_infrared)
+    ids_v, labels_v = np.unique(true_visible, return_inverse=True)
+    ids_r, labels_r = np.unique(true_infrared, return_inverse=True)
+    out = ClusterOutput(labels_v.astype(np.int64), labels_r.astype(np.int64))
+    if stage == 1 and joint:
+        ids = np.union1d(ids_v, ids_r)
+        out.joint_visible = np.searchsorted(ids, true_visible).astype(np.int64)
+        out.joint_infrared = np.searchsorted(ids, true_infrared).astype(np.int64)
+        out.joint_both = np.isin(ids, ids_v) & np.isin(ids, ids_r)
+    if stage == 2:
+        out.oracle_v2r = _partners(ids_v, ids_r)
+        out.oracle_r2v = _partners(ids_r, ids_v)
+    return out
+
+
+def _partners(ids: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """For each id (sorted), its index in the sorted `other`, -1 when absent."""
+    position = np.searchsorted(other, ids).clip(max=max(len(other) - 1, 0))
+    found = (len(other) > 0) & (other[position] == ids) if len(other) else np.zeros(len(ids), bool)
+    return np.where(found, position, -1).astype(np.int64)
+
+
+def cluster_round(
+    cfg: Config,
+    stage: int,
+    features_v: np.ndarray,
+    features_r: np.ndarray,
+    truth: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ClusterOutput:
+    """Intra-modality pseudo-labels, plus CMC joint labels in stage 1 when enabled.
+
+    Under ``train.supervision: oracle`` the labels are the true identities `truth` (visible,
+    infrared ids aligned with the feature rows; `oracle_clusters`). The unsupervised path
+    never reads `truth`: callers pass it only for the oracle.
+    """
+    joint_on = cfg.cluster.joint and cfg.loss.lambda_cmc > 0
+    if cfg.train.supervision == "oracle":
+        if truth is None:
+            raise ValueError("train.supervision=oracle needs the true identities")
+        return oracle_clusters(stage, truth[0], truth[1], joint=joint_on)
     out = ClusterOutput(
         _intra_labels(features_v, cfg, "visible"), _intra_labels(features_r, cfg, "infrared")
     )
-    if stage == 1 and cfg.cluster.joint and cfg.loss.lambda_cmc > 0:
+    if stage == 1 and joint_on:
         c = cfg.cluster
         joint = cmc_joint_labels(
             features_v,
@@ -98,6 +155,7 @@ def cluster_round(
             k2=c.joint_k2,
             eps=c.joint_eps,
             min_samples=c.min_samples,
+            expansion=c.joint_expansion,
             backend=c.knn,
         )
         out.joint_visible = joint.visible_labels
@@ -123,17 +181,10 @@ def _joint_targets(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Joint labels renumbered over clusters holding both modalities, and their centres."""
     assert clusters.joint_both is not None
-    both = np.flatnonzero(clusters.joint_both)
-    remap = np.full(len(clusters.joint_both) + 1, -1, dtype=np.int64)
-    remap[both] = np.arange(len(both))
-    # index -1 (noise) maps to the extra last slot, which stays -1
-    joint_v = remap[np.where(clusters.joint_visible >= 0, clusters.joint_visible, -1)]
-    joint_r = remap[np.where(clusters.joint_infrared >= 0, clusters.joint_infrared, -1)]
-    mean_v = cluster_centres(features_v, joint_v)
-    mean_r = cluster_centres(features_r, joint_r)
-    centres = mean_v + mean_r
-    centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
-    return joint_v, joint_r, centres.astype(np.float32)
+    joint = JointClustering(clusters.joint_visible, clusters.joint_infrared, clusters.joint_both)
+    joint_v, joint_r = joint.memory_labels()
+    centres = joint_centres(features_v, features_r, joint_v, joint_r, joint.num_cross_modality)
+    return joint_v, joint_r, centres
 
 
 def match_round(
@@ -173,6 +224,10 @@ def match_round(
         v2r, r2v = match_clusters(cost)
     else:
         v2r, r2v = match_clusters_greedy(cost)
+    if clusters.oracle_v2r is not None and clusters.oracle_r2v is not None:
+        # The supervised upper bound: the true partner wherever the identity has one.
+        v2r = np.where(clusters.oracle_v2r >= 0, clusters.oracle_v2r, v2r)
+        r2v = np.where(clusters.oracle_r2v >= 0, clusters.oracle_r2v, r2v)
     weights_v2r, weights_r2v = sca_weights(cost, cfg.match.sca_topk, cfg.match.sca_temperature)
     return RoundTargets(
         stage=2,

@@ -24,6 +24,7 @@ import torch
 
 from mmm_core.config import Config, config_to_dict, dump_config
 from mmm_core.data import Manifest, train_manifest
+from mmm_core.data.cache import ImageCache
 from mmm_core.data.datasets import train_loader
 from mmm_core.data.transforms import train_transforms
 from mmm_core.engine.checkpoint import (
@@ -33,7 +34,7 @@ from mmm_core.engine.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from mmm_core.engine.features import extract_features, resolve_device
+from mmm_core.engine.features import amp_dtype, extract_features, resolve_device
 from mmm_core.engine.labels import cluster_round, label_diagnostics, match_round
 from mmm_core.engine.trainer import LossWeights, Trainer
 from mmm_core.evaluation.protocols import ProtocolResult, evaluate_regdb, evaluate_sysu
@@ -138,6 +139,7 @@ def build_network(cfg: Config, device: torch.device) -> TwoStreamAGW:
         non_local=cfg.model.non_local,
         gem_p=cfg.model.gem_p,
         last_stride=cfg.model.last_stride,
+        width=cfg.model.width,
     )
     return model.to(device)
 
@@ -160,16 +162,31 @@ def build_trainer(cfg: Config, model: torch.nn.Module, device: torch.device) -> 
         temperature=cfg.memory.temperature,
         momentum=cfg.memory.momentum,
         weights=LossWeights(cfg.loss.lambda_cmc, cfg.loss.lambda_cross, cfg.loss.lambda_sca),
-        amp=cfg.train.amp,
+        autocast=amp_dtype(cfg.train.amp, device),
     )
 
 
+def image_cache(cfg: Config) -> ImageCache:
+    """The run's decoded images (input size, `data.cache_mb`); filled as paths are first read."""
+    return ImageCache(cfg.data.height, cfg.data.width, cfg.data.cache_mb)
+
+
 def make_extractor(
-    cfg: Config, model: TwoStreamAGW, device: torch.device, progress: bool = False
+    cfg: Config,
+    model: TwoStreamAGW,
+    device: torch.device,
+    progress: bool = False,
+    images: ImageCache | None = None,
 ) -> Callable[[list[str], str], np.ndarray]:
-    """``(paths, modality) -> features``: test-time features with the config's settings."""
+    """``(paths, modality) -> features``: test-time features with the config's settings.
+
+    Images are decoded into `images` (a new cache when None) the first time they are read.
+    """
+    images = images if images is not None else image_cache(cfg)
+    autocast = amp_dtype(cfg.train.amp, device)
 
     def extract(paths: list[str], modality: str) -> np.ndarray:
+        images.fill(paths, progress=progress)
         return extract_features(
             model,
             paths,
@@ -182,26 +199,38 @@ def make_extractor(
             workers=cfg.data.workers,
             progress=progress,
             desc=f"features {modality}",
+            autocast=autocast,
+            images=images,
         )
 
     return extract
 
 
 def extract_train_features(
-    cfg: Config, model: TwoStreamAGW, manifest: Manifest, device: torch.device, progress: bool
+    cfg: Config,
+    model: TwoStreamAGW,
+    manifest: Manifest,
+    device: torch.device,
+    progress: bool,
+    images: ImageCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flip-averaged, normalised features of the visible and infrared training images."""
-    extract = make_extractor(cfg, model, device, progress)
+    extract = make_extractor(cfg, model, device, progress, images)
     visible = extract(manifest.modality("visible").full_paths(), "visible")
     infrared = extract(manifest.modality("infrared").full_paths(), "infrared")
     return visible, infrared
 
 
 def evaluate_model(
-    cfg: Config, model: TwoStreamAGW, root: Path, device: torch.device, progress: bool = False
+    cfg: Config,
+    model: TwoStreamAGW,
+    root: Path,
+    device: torch.device,
+    progress: bool = False,
+    images: ImageCache | None = None,
 ) -> ProtocolResult:
     """The dataset's protocols (SPEC section 4) on the current model."""
-    extract = make_extractor(cfg, model, device, progress)
+    extract = make_extractor(cfg, model, device, progress, images)
     if cfg.data.format == "sysu":
         return evaluate_sysu(
             extract, root, cfg.eval.sysu_modes, cfg.eval.sysu_shots, cfg.eval.trials
@@ -220,6 +249,11 @@ class RoundContext:
     trainer: Trainer
     device: torch.device
     progress: bool = False
+    images: ImageCache | None = None  # decoded once per run (a new one when None)
+
+    def __post_init__(self) -> None:
+        if self.images is None:
+            self.images = image_cache(self.cfg)
 
 
 def prepare_round(ctx: RoundContext, round_index: int) -> dict[str, Any]:
@@ -228,16 +262,18 @@ def prepare_round(ctx: RoundContext, round_index: int) -> dict[str, Any]:
     stage = stage_of_round(cfg, round_index)
     started = time.perf_counter()
     features_v, features_r = extract_train_features(
-        cfg, ctx.model, ctx.manifest, ctx.device, ctx.progress
+        cfg, ctx.model, ctx.manifest, ctx.device, ctx.progress, ctx.images
     )
     extracted = time.perf_counter()
-    clusters = cluster_round(cfg, stage, features_v, features_r)
+    visible, infrared = ctx.manifest.modality("visible"), ctx.manifest.modality("infrared")
+    # Ground truth reaches the labels only for the supervised upper bound.
+    truth = (visible.pids, infrared.pids) if cfg.train.supervision == "oracle" else None
+    clusters = cluster_round(cfg, stage, features_v, features_r, truth)
     clustered = time.perf_counter()
     targets = match_round(
         cfg, stage, features_v, features_r, clusters, seed=derive_seed(cfg.seed, round_index, 2)
     )
     matched = time.perf_counter()
-    visible, infrared = ctx.manifest.modality("visible"), ctx.manifest.modality("infrared")
     metrics = label_diagnostics(
         targets, clusters, visible.pids, infrared.pids, features_v, features_r
     )
@@ -267,6 +303,9 @@ def train_one_round(ctx: RoundContext, round_index: int, targets: Any) -> dict[s
 
     rank = distributed.rank()
     loaders = []
+    assert ctx.images is not None
+    for subset in (visible, infrared):
+        ctx.images.fill(subset.full_paths(), progress=ctx.progress)
     for subset, labels, view_list, ids, instances, stream in (
         (
             visible,
@@ -291,6 +330,7 @@ def train_one_round(ctx: RoundContext, round_index: int, targets: Any) -> dict[s
                 labels,
                 subset.camids,
                 view_list,
+                ctx.images,
                 num_ids=ids,
                 num_instances=instances,
                 num_batches=cfg.train.iters_per_round,
@@ -344,6 +384,7 @@ def state_of(trainer: Trainer, model: torch.nn.Module, next_round: int) -> Train
         rng=capture_rng(),
         arch=getattr(model, "arch", ""),
         feature_dim=getattr(model, "feature_dim", 0),
+        width=getattr(model, "width", 64),
     )
 
 
@@ -443,7 +484,7 @@ def run_training(
         row.update(train_one_round(ctx, round_index, prepared["targets"]))
         if should_evaluate(cfg, round_index):
             started = time.perf_counter()
-            result = evaluate_model(cfg, model, root, device, progress)
+            result = evaluate_model(cfg, model, root, device, progress, ctx.images)
             row.update(summary_metrics(cfg, result))
             row["time_evaluate"] = time.perf_counter() - started
             (out / "evaluation.json").write_text(result.to_json())

@@ -35,13 +35,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 from torch import nn
 from torchvision import transforms as T
 from tqdm import tqdm
 
+from mmm_core.data.cache import ImageCache
 from mmm_core.data.datasets import ImageDataset
 from mmm_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from mmm_core.models.backbone import random_resnet
 
 __all__ = ["PretrainResult", "configure_parser", "main", "pretrain_classifier"]
 
@@ -66,17 +67,18 @@ class PretrainResult:
     final_accuracy: float
     seconds: float
     source: str = ""
+    model_width: int = 64  # the ResNet's base channel count (model.width)
 
 
 def _train_transform(height: int, width: int, pad: int) -> T.Compose:
+    """On a decoded ``(3, height, width)`` uint8 image (`mmm_core.data.cache`)."""
     return T.Compose(
         [
-            T.Resize((height, width)),
             T.Pad(pad),
             T.RandomCrop((height, width)),
             T.RandomHorizontalFlip(),
             T.RandomGrayscale(0.3),
-            T.ToTensor(),
+            T.ConvertImageDtype(torch.float32),
             T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
             T.RandomErasing(p=0.5, value=0),
         ]
@@ -88,6 +90,7 @@ def pretrain_classifier(
     labels: np.ndarray,
     *,
     arch: str = "resnet18",
+    model_width: int = 64,
     height: int = 64,
     width: int = 32,
     pad: int = 4,
@@ -97,15 +100,19 @@ def pretrain_classifier(
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    cache_mb: int = 4096,
 ) -> tuple[dict[str, torch.Tensor], PretrainResult]:
     """Train a torchvision ResNet as an identity classifier; returns its CPU state dict.
 
     Args:
         paths: image files (read as RGB).
         labels: ``(N,)`` int identity labels, any values (relabelled to 0..C-1 inside).
+        model_width: the ResNet's base channel count (``model.width`` of the configs that load
+            the file; 64 = torchvision's network).
         iterations: optimiser steps of `batch_size` images drawn without replacement per epoch
             (reshuffled every epoch from `seed`).
         lr: Adam learning rate, cosine-decayed to 1 % over the iterations.
+        cache_mb: RAM for the images decoded once (the rest is decoded at every use).
     The state dict keeps torchvision's key names (``conv1``, ``bn1``, ``layer1``-``4``,
     ``fc``), the format `mmm_core.models.weights.load_resnet_state_dict` reads.
     """
@@ -119,11 +126,13 @@ def pretrain_classifier(
     torch.manual_seed(seed)
     _, targets = np.unique(np.asarray(labels), return_inverse=True)
     classes = int(targets.max()) + 1
-    model = getattr(torchvision.models, arch)(weights=None, num_classes=classes).to(device)
+    model = random_resnet(arch, model_width, num_classes=classes).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, iterations, eta_min=lr / 100)
     criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
-    dataset = ImageDataset(paths, _train_transform(height, width, pad))
+    images = ImageCache(height, width, cache_mb)
+    images.fill(paths, progress=progress)
+    dataset = ImageDataset(paths, _train_transform(height, width, pad), images)
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator
@@ -171,6 +180,7 @@ def pretrain_classifier(
         final_loss=round(loss_avg, 4),
         final_accuracy=round(acc_avg, 4),
         seconds=round(time.perf_counter() - started, 1),
+        model_width=model_width,
     )
     return state, result
 
@@ -192,6 +202,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--preset", default="tiny", help="synthetic preset [tiny]")
     parser.add_argument("--arch", default="resnet18", choices=_ARCHS)
+    parser.add_argument(
+        "--model-width",
+        type=int,
+        default=64,
+        help="the ResNet's base channel count, = model.width of the runs that load it [64]",
+    )
     parser.add_argument("--height", type=int, default=None, help="input height [preset's]")
     parser.add_argument("--width", type=int, default=None, help="input width [preset's]")
     parser.add_argument("--iters", type=int, default=600, help="optimiser steps [600]")
@@ -231,6 +247,7 @@ def main(args: argparse.Namespace) -> int:
         paths,
         labels,
         arch=args.arch,
+        model_width=args.model_width,
         height=height,
         width=width,
         iterations=args.iters,

@@ -59,7 +59,9 @@ class Trainer:
         lr, weight_decay, step_size, gamma: Adam and StepLR (stepped once per round).
         temperature, momentum: memory temperature tau and momentum mu.
         weights: loss weights.
-        amp: mixed precision on CUDA (ignored on CPU).
+        autocast: the network's autocast dtype (None = full precision; ``torch.bfloat16`` on
+            CPU or CUDA; ``torch.float16`` on CUDA, with a gradient scaler). The features
+            are cast to float32 before the losses; memories and losses stay float32.
     """
 
     def __init__(
@@ -74,7 +76,7 @@ class Trainer:
         temperature: float = 0.05,
         momentum: float = 0.1,
         weights: LossWeights | None = None,
-        amp: bool = True,
+        autocast: torch.dtype | None = None,
     ) -> None:
         self.model = model
         self.device = device
@@ -85,8 +87,10 @@ class Trainer:
         self.temperature = temperature
         self.momentum = momentum
         self.weights = weights or LossWeights()
-        self.amp = amp and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        if autocast == torch.float16 and device.type != "cuda":
+            raise ValueError("float16 autocast needs a CUDA device; use bfloat16 on CPU")
+        self.autocast = autocast
+        self.scaler = torch.amp.GradScaler("cuda", enabled=autocast == torch.float16)
         self.stage = 0
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
@@ -140,8 +144,12 @@ class Trainer:
         index_v = index_v.repeat_interleave(num_views)
         labels_r = labels_r.repeat_interleave(views_r.shape[1])
         index_r = index_r.repeat_interleave(views_r.shape[1])
-        autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
-        with autocast:
+        context = (
+            torch.autocast(self.device.type, dtype=self.autocast)
+            if self.autocast
+            else nullcontext()
+        )
+        with context:
             output = self.model(images, modality)
         features = F.normalize(output.neck.float(), dim=1)
         features_v, features_r = features.split([len(labels_v), len(labels_r)])

@@ -144,13 +144,14 @@ def _checkpoint_extractor(args: argparse.Namespace) -> protocols.Extractor:
         non_local=cfg.model.non_local,
         gem_p=cfg.model.gem_p,
         last_stride=cfg.model.last_stride,
+        width=state.width,
     )
     try:
         model.load_state_dict(state.model)
     except RuntimeError as error:
         raise RuntimeError(
-            f"{args.checkpoint}: weights do not fit a {arch} model with non_local="
-            f"{cfg.model.non_local}; pass the run's config with --config ({error})"
+            f"{args.checkpoint}: weights do not fit a {arch} model of width {state.width} "
+            f"with non_local={cfg.model.non_local}; pass the run's config with --config ({error})"
         ) from error
     device = resolve_device(args.device)
     model.to(device)

@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmm_core.models.backbone import ARCHITECTURES, make_stem, random_resnet, set_last_stride
+from mmm_core.models.backbone import (
+    ARCHITECTURES,
+    feature_dim,
+    make_stem,
+    random_resnet,
+    set_last_stride,
+)
 from mmm_core.models.layers import BNNeck, GeneralizedMeanPooling, NonLocalBlock
 from mmm_core.models.weights import imagenet_state_dict, load_resnet_state_dict, read_state_dict
 
@@ -62,6 +68,8 @@ class TwoStreamAGW(nn.Module):
 
     Args:
         arch: ``"resnet18"`` (D = 512) or ``"resnet50"`` (D = 2048).
+        width: base channel count (64 = torchvision's network; D scales with it:
+            resnet18 at width 32 gives D = 256). Same structure at every width.
         non_local: insert non-local blocks (inter channels C/2) after the last blocks of
             layer2 and layer3: 2 + 3 for resnet50 as in AGW, 1 + 1 for resnet18.
         gem_p: GeM exponent (3 in AGW).
@@ -92,13 +100,15 @@ class TwoStreamAGW(nn.Module):
         gem_p: float = 3.0,
         learnable_gem: bool = False,
         last_stride: int = 1,
+        width: int = 64,
     ) -> None:
         super().__init__()
-        resnet = random_resnet(arch)
+        resnet = random_resnet(arch, width)
         set_last_stride(resnet, last_stride)
         spec = ARCHITECTURES[arch]
         self.arch = arch
-        self.feature_dim = spec.feature_dim
+        self.width = width
+        self.feature_dim = feature_dim(arch, width)
 
         self.visible_stem = make_stem(resnet.conv1, resnet.bn1, resnet.maxpool)
         self.infrared_stem = copy.deepcopy(self.visible_stem)
@@ -129,7 +139,7 @@ class TwoStreamAGW(nn.Module):
         self.bnneck = BNNeck(self.feature_dim)
 
     def stems(self, images: Tensor, modality: Modality) -> Tensor:
-        """Route each image through its modality's stem; ``(B, 3, H, W) -> (B, 64, H', W')``."""
+        """Route each image through its modality's stem; ``(B, 3, H, W) -> (B, width, H', W')``."""
         if isinstance(modality, str):
             if modality not in _MODALITY_NAMES:
                 raise ValueError(
@@ -160,7 +170,7 @@ class TwoStreamAGW(nn.Module):
         return torch.empty_like(stacked).index_copy(0, positions, stacked)
 
     def backbone(self, x: Tensor) -> Tensor:
-        """Shared layers 1-4 with the non-local blocks; ``(B, 64, h, w) -> (B, D, h', w')``."""
+        """Shared layers 1-4 with the non-local blocks; ``(B, width, h, w) -> (B, D, h', w')``."""
         for name in ("layer1", "layer2", "layer3", "layer4"):
             layer = getattr(self, name)
             positions = self.non_local_positions[name]
@@ -194,6 +204,7 @@ def build_model(
     gem_p: float = 3.0,
     last_stride: int = 1,
     learnable_gem: bool = False,
+    width: int = 64,
 ) -> TwoStreamAGW:
     """Build the two-stream AGW model, on CPU, with the requested initial weights.
 
@@ -204,7 +215,9 @@ def build_model(
             they cannot be fetched), ``"none"`` (random initialisation), or a path to a
             torchvision ResNet state-dict file (conv1/bn1 go into both stems, layer1-4 into
             the shared layers; missing and unexpected keys are logged).
-        non_local, gem_p, last_stride, learnable_gem: see `TwoStreamAGW`.
+        non_local, gem_p, last_stride, learnable_gem, width: see `TwoStreamAGW`. ImageNet
+            weights exist for width 64 only; other widths take ``"none"`` or a file of
+            their width (``mmm pretrain --width``).
 
     Loading the project's own training checkpoints is the engine's job, not this one's.
     """
@@ -214,11 +227,14 @@ def build_model(
         gem_p=gem_p,
         learnable_gem=learnable_gem,
         last_stride=last_stride,
+        width=width,
     )
     if pretrained == "none":
         logger.info("%s: random initialisation", arch)
         return model
     if pretrained == "imagenet":
+        if width != 64:
+            raise ValueError(f"ImageNet weights exist only for width 64, not {width}")
         state_dict = imagenet_state_dict(arch)
         source = f"torchvision {arch} ImageNet weights"
     else:

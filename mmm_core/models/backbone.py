@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import torchvision
 from torch import nn
 
-__all__ = ["ARCHITECTURES", "ResNetSpec", "make_stem", "random_resnet", "set_last_stride"]
+__all__ = [
+    "ARCHITECTURES",
+    "ResNetSpec",
+    "feature_dim",
+    "make_stem",
+    "random_resnet",
+    "set_last_stride",
+]
 
 
 @dataclass(frozen=True)
@@ -38,11 +45,45 @@ ARCHITECTURES: dict[str, ResNetSpec] = {
 }
 
 
-def random_resnet(arch: str) -> torchvision.models.ResNet:
-    """A randomly initialised torchvision ResNet (torchvision's own initialisation)."""
+def feature_dim(arch: str, width: int = 64) -> int:
+    """Channels of layer4's output: 512 (resnet18) or 2048 (resnet50) at width 64, scaled."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[arch].factory(weights=None)
+    return ARCHITECTURES[arch].feature_dim * width // 64
+
+
+def random_resnet(arch: str, width: int = 64, num_classes: int = 1000) -> torchvision.models.ResNet:
+    """A randomly initialised torchvision ResNet (torchvision's own initialisation).
+
+    ``width`` is the base channel count: the stem and layer1 have ``width`` channels,
+    layer2-4 ``2, 4, 8 x width`` (times the block expansion), exactly torchvision's layout
+    at 64. Other widths keep every module name, block count and stride, so state dicts of
+    the same width load key by key; only width 64 matches torchvision's ImageNet weights.
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+    resnet = ARCHITECTURES[arch].factory(weights=None, num_classes=num_classes)
+    if width == 64:
+        return resnet
+    block = type(resnet.layer1[0])
+    blocks = [len(getattr(resnet, f"layer{i}")) for i in range(1, 5)]
+    resnet.inplanes = width
+    resnet.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    resnet.bn1 = nn.BatchNorm2d(width)
+    for index, count in enumerate(blocks):
+        stride = 1 if index == 0 else 2
+        layer = resnet._make_layer(block, width * 2**index, count, stride=stride)
+        setattr(resnet, f"layer{index + 1}", layer)
+    resnet.fc = nn.Linear(8 * width * block.expansion, num_classes)
+    for module in resnet.modules():  # torchvision's initialisation of the rebuilt modules
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.constant_(module.weight, 1)
+            nn.init.constant_(module.bias, 0)
+    return resnet
 
 
 def set_last_stride(resnet: torchvision.models.ResNet, stride: int) -> None:

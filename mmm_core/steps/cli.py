@@ -25,6 +25,7 @@ ARGUMENTS: dict[str, list[tuple[str, str]]] = {
     ],
     "cluster": [
         ("--config", "resolved config.yaml"),
+        ("--manifest", "manifest.tsv (its true ids are read only for supervision=oracle)"),
         ("--features", "features.npz"),
         ("--out-labels", "labels.npz to write"),
     ],

@@ -30,7 +30,11 @@ def reference_lists(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def reference_weights(
-    x: np.ndarray, lists: np.ndarray, k2: int, modality: np.ndarray | None = None
+    x: np.ndarray,
+    lists: np.ndarray,
+    k2: int,
+    modality: np.ndarray | None = None,
+    expansion: str = "released",
 ) -> np.ndarray:
     """Dense V after query expansion, step by step from the definition (float64)."""
     x = x.astype(np.float64)
@@ -57,10 +61,20 @@ def reference_weights(
 
     depth = min(k2, k1)
     expanded_weights = np.zeros_like(weights)
+    sims = x @ x.T
     for i in range(n):
         near = lists[i, :depth]
         if modality is None:
             expanded_weights[i] = weights[near].mean(axis=0)
+        elif expansion == "balanced":
+            # k2 nearest of each modality (self first in its own), each side half the mass
+            means = []
+            for side in (True, False):
+                pool = [j for j in range(n) if modality[j] == side]
+                pool.sort(key=lambda j: (j != i, -sims[i, j], j))
+                if pool:
+                    means.append(weights[pool[:k2]].mean(axis=0))
+            expanded_weights[i] = np.mean(means, axis=0)
         else:
             groups = [[j for j in near if modality[j]], [j for j in near if not modality[j]]]
             means = [weights[g].mean(axis=0) for g in groups if g]
@@ -80,10 +94,14 @@ def reference_distance_rows(expanded_weights: np.ndarray, rows: np.ndarray) -> n
 
 
 def reference_jaccard(
-    x: np.ndarray, lists: np.ndarray, k2: int, modality: np.ndarray | None = None
+    x: np.ndarray,
+    lists: np.ndarray,
+    k2: int,
+    modality: np.ndarray | None = None,
+    expansion: str = "released",
 ) -> np.ndarray:
     """Dense Jaccard distance from the definition (float64)."""
-    expanded_weights = reference_weights(x, lists, k2, modality)
+    expanded_weights = reference_weights(x, lists, k2, modality, expansion)
     return reference_distance_rows(expanded_weights, np.arange(len(x)))
 
 
@@ -103,7 +121,8 @@ def check_against_reference(
     x: np.ndarray, k1: int, k2: int, modality: np.ndarray | None = None, **kwargs
 ) -> sp.csr_matrix:
     lists = reference_lists(x, k1)
-    expected = reference_jaccard(x, lists, k2, modality)
+    expansion = kwargs.get("joint_expansion", "balanced")
+    expected = reference_jaccard(x, lists, k2, modality, expansion)
     got = jaccard_distance(x, k1, k2, modality=modality, **kwargs)
     assert isinstance(got, sp.csr_matrix)
     assert got.dtype == np.float32
@@ -163,18 +182,32 @@ def test_k2_larger_than_k1_is_clipped_to_the_list():
     np.testing.assert_array_equal(got.toarray(), jaccard_distance(x, 10, 10).toarray())
 
 
-def test_modality_balanced_variant_matches_dense_definition():
+@pytest.mark.parametrize("expansion", ["balanced", "released"])
+def test_modality_balanced_variants_match_dense_definition(expansion):
     x = clustered(160, 8, seed=6)
     rng = np.random.default_rng(6)
     modality = rng.random(160) < 0.6
-    got = check_against_reference(x, k1=20, k2=8, modality=modality)
+    got = check_against_reference(x, k1=20, k2=8, modality=modality, joint_expansion=expansion)
     plain = jaccard_distance(x, 20, 8)
     assert abs(got - plain).max() > 1e-3  # the balancing changes the result
 
 
-def test_modality_all_one_side_equals_plain():
+def test_the_two_readings_differ_and_torch_agrees_with_faiss():
+    x = clustered(120, 6, seed=16)
+    modality = np.random.default_rng(16).random(120) < 0.5
+    balanced = jaccard_distance(x, 15, 6, modality=modality, joint_expansion="balanced")
+    released = jaccard_distance(x, 15, 6, modality=modality, joint_expansion="released")
+    assert abs(balanced - released).max() > 1e-3
+    torch_backend = jaccard_distance(x, 15, 6, modality=modality, backend="torch")
+    assert abs(balanced - torch_backend).max() < 1e-6
+    with pytest.raises(ValueError, match="joint_expansion"):
+        jaccard_distance(x, 15, 6, modality=modality, joint_expansion="both")
+
+
+@pytest.mark.parametrize("expansion", ["balanced", "released"])
+def test_modality_all_one_side_equals_plain(expansion):
     x = clustered(100, 5, seed=7)
-    got = jaccard_distance(x, 15, 6, modality=np.ones(100, dtype=bool))
+    got = jaccard_distance(x, 15, 6, modality=np.ones(100, dtype=bool), joint_expansion=expansion)
     plain = jaccard_distance(x, 15, 6)
     assert abs(got - plain).max() < 1e-6
 

@@ -28,7 +28,7 @@ def run_round(cfg_path: Path, folder: Path, manifest: Path, checkpoint: Path, r:
         for name in ("features.npz", "labels.npz", "targets.npz", "checkpoint.pt", "result.json")
     }
     extract.run(cfg_path, manifest, checkpoint, paths["features.npz"])
-    cluster.run(cfg_path, paths["features.npz"], r, paths["labels.npz"])
+    cluster.run(cfg_path, manifest, paths["features.npz"], r, paths["labels.npz"])
     metrics = match.run(
         cfg_path, manifest, paths["features.npz"], paths["labels.npz"], r, paths["targets.npz"]
     )
@@ -107,7 +107,7 @@ def test_ddp_train_step_two_processes(tmp_path: Path, micro_config) -> None:
     features = tmp_path / "f.npz"
     labels, targets = tmp_path / "l.npz", tmp_path / "t.npz"
     extract.run(cfg_path, manifest, checkpoint, features)
-    cluster.run(cfg_path, features, 0, labels)
+    cluster.run(cfg_path, manifest, features, 0, labels)
     match.run(cfg_path, manifest, features, labels, 0, targets)
     out = tmp_path / "ddp.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
