@@ -190,3 +190,43 @@ def test_extract_features_flip_average(model):
     unflipped = extract_features(model, x, "infrared", flip=False)
     torch.testing.assert_close(unflipped, model(x, "infrared"))
     assert not torch.allclose(unflipped, features)
+
+
+@pytest.mark.parametrize(("width", "dim"), [(16, 128), (32, 256), (64, 512)])
+def test_width_scales_channels_and_keeps_the_structure(width: int, dim: int) -> None:
+    narrow = build_model("resnet18", "none", width=width)
+    reference = build_model("resnet18", "none")
+    assert narrow.feature_dim == dim and narrow.width == width
+    # same module names and tensor ranks; channel counts scaled by width / 64
+    narrow_state, reference_state = narrow.state_dict(), reference.state_dict()
+    assert list(narrow_state) == list(reference_state)
+    conv = narrow.visible_stem.conv1
+    assert conv.out_channels == width and conv.kernel_size == (7, 7) and conv.stride == (2, 2)
+    assert narrow.layer4[0].conv1.stride == (1, 1)  # last stride 1 at every width
+    for key, tensor in narrow_state.items():
+        assert tensor.dim() == reference_state[key].dim(), key
+    narrow.train()
+    out = narrow(torch.randn(4, 3, 32, 16), torch.tensor([0, 0, 1, 1]))
+    assert out.neck.shape == (4, dim) and out.pooled.shape == (4, dim)
+
+
+def test_width_64_is_torchvisions_network() -> None:
+    import torchvision
+
+    from mmm_core.models.backbone import random_resnet
+
+    ours = random_resnet("resnet18", 64).state_dict()
+    theirs = torchvision.models.resnet18(weights=None).state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+    with pytest.raises(ValueError, match="ImageNet weights exist only for width 64"):
+        build_model("resnet18", "imagenet", width=32)
+
+
+def test_weights_file_of_a_narrow_width_loads(tmp_path) -> None:
+    from mmm_core.models.backbone import random_resnet
+
+    source = random_resnet("resnet18", 16, num_classes=7)
+    torch.save(source.state_dict(), tmp_path / "w16.pt")
+    model = build_model("resnet18", str(tmp_path / "w16.pt"), width=16)
+    assert torch.equal(model.layer3[1].conv2.weight, source.layer3[1].conv2.weight)
+    assert torch.equal(model.infrared_stem.conv1.weight, source.conv1.weight)
