@@ -33,6 +33,7 @@ __all__ = [
     "ChannelAdaptiveGray",
     "ChannelExchange",
     "ChannelRandomErasing",
+    "TrainView",
     "eval_transform",
     "load_image",
     "train_transforms",
@@ -138,6 +139,60 @@ def _uniform(low: float, high: float) -> float:
     return low + (high - low) * torch.rand(1).item()
 
 
+class TrainView:
+    """One training view of a decoded ``(3, height, width)`` uint8 image, fused for speed.
+
+    In order: zero padding by `pad` and a random ``height x width`` crop (one window per
+    image, drawn as torchvision's ``RandomCrop`` draws it), horizontal flip with `flip_p`, to
+    float and ImageNet normalisation, channel random erasing with `erasing_p`, then the
+    view's channel step: ``"exchange"`` (`ChannelExchange`), ``"gray"``
+    (`ChannelAdaptiveGray`, p 0.5) or none. The random draws are torchvision's in the same
+    order, so the result equals ``Pad, RandomCrop, RandomHorizontalFlip, ToTensor,
+    Normalize`` on the image followed by the channel steps (tests/data/test_transforms.py);
+    fusing them saves most of the per-image cost of the composed transforms.
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        pad: int = 10,
+        flip_p: float = 0.5,
+        erasing_p: float = 0.5,
+        channel: str | None = None,
+    ) -> None:
+        if channel not in (None, "exchange", "gray"):
+            raise ValueError(f"channel must be None, 'exchange' or 'gray', got {channel!r}")
+        self.height, self.width, self.pad = height, width, pad
+        self.flip_p = flip_p
+        self.erasing = ChannelRandomErasing(erasing_p)
+        self.channel = {None: None, "exchange": ChannelExchange(), "gray": ChannelAdaptiveGray()}[
+            channel
+        ]
+        std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        self.scale = 1.0 / (255.0 * std)
+        self.shift = torch.tensor(IMAGENET_MEAN).view(3, 1, 1) / std
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        h, w, pad = self.height, self.width, self.pad
+        if image.shape != (3, h, w):
+            raise ValueError(f"expected a (3, {h}, {w}) decoded image, got {tuple(image.shape)}")
+        top, left = _randint(2 * pad + 1), _randint(2 * pad + 1)  # window in the padded image
+        crop = torch.zeros((3, h, w), dtype=image.dtype)
+        rows = slice(max(0, top - pad), min(h, top - pad + h))
+        cols = slice(max(0, left - pad), min(w, left - pad + w))
+        crop[
+            :,
+            rows.start - (top - pad) : rows.stop - (top - pad),
+            cols.start - (left - pad) : cols.stop - (left - pad),
+        ] = image[:, rows, cols]
+        if torch.rand(1).item() < self.flip_p:
+            crop = crop.flip(-1)
+        out = crop.float().mul_(self.scale).sub_(self.shift)
+        out = self.erasing(out)
+        return self.channel(out) if self.channel is not None else out
+
+
 def train_transforms(
     height: int,
     width: int,
@@ -149,21 +204,14 @@ def train_transforms(
     """Training transforms keyed by view: "visible", "visible_exchange", "infrared".
 
     Each maps a ``(3, height, width)`` uint8 tensor (see `mmm_core.data.cache`) to a
-    normalised float tensor of the same size.
+    normalised float tensor of the same size (`TrainView`).
     """
-    head = [
-        T.Pad(pad),
-        T.RandomCrop((height, width)),
-        T.RandomHorizontalFlip(flip_p),
-        T.ConvertImageDtype(torch.float32),
-        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ChannelRandomErasing(erasing_p),
-    ]
-    exchange = [ChannelExchange()] if channel_exchange else []
     return {
-        "visible": T.Compose(head),
-        "visible_exchange": T.Compose(head + exchange),
-        "infrared": T.Compose([*head, ChannelAdaptiveGray(0.5)]),
+        "visible": TrainView(height, width, pad, flip_p, erasing_p),
+        "visible_exchange": TrainView(
+            height, width, pad, flip_p, erasing_p, "exchange" if channel_exchange else None
+        ),
+        "infrared": TrainView(height, width, pad, flip_p, erasing_p, "gray"),
     }
 
 
