@@ -80,17 +80,24 @@ def interleaved(steps: dict[str, Callable[[], object]], warmup: int, iters: int)
 
 
 def network_table(
-    widths: Sequence[int], sizes: Sequence[tuple[int, int]], warmup: int, iters: int
+    widths: Sequence[int],
+    sizes: Sequence[tuple[int, int]],
+    warmup: int,
+    iters: int,
+    precisions: Sequence[str] = ("fp32", "bf16"),
 ) -> list[dict]:
+    dtypes = {"fp32": None, "bf16": torch.bfloat16}
     rows = []
     for height, image_width in sizes:
         steps = {}
         for width in widths:
-            for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-                steps[f"{width}/{precision}"] = _network_step(width, height, image_width, dtype)
+            for precision in precisions:
+                steps[f"{width}/{precision}"] = _network_step(
+                    width, height, image_width, dtypes[precision]
+                )
         timed = interleaved(steps, warmup, iters)
         for width in widths:
-            for precision in ("fp32", "bf16"):
+            for precision in precisions:
                 median = timed[f"{width}/{precision}"]["median_s"]
                 rows.append(
                     {
@@ -102,7 +109,9 @@ def network_table(
                         if widths[0] == 64
                         else None,
                         "bf16_vs_fp32": timed[f"{width}/bf16"]["median_s"]
-                        / timed[f"{width}/fp32"]["median_s"],
+                        / timed[f"{width}/fp32"]["median_s"]
+                        if "bf16" in precisions
+                        else None,
                     }
                 )
         print(f"  network {height}x{image_width}: done", flush=True)
@@ -226,16 +235,27 @@ def markdown(network: list[dict], data: dict, meta: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     by_key = {(r["width"], r["input"], r["precision"]): r for r in network}
+    missing = {"median_s": float("nan"), "vs_width64": None, "bf16_vs_fp32": None}
+
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
     for width, size in dict.fromkeys((r["width"], r["input"]) for r in network):
-        fp32, bf16 = by_key[width, size, "fp32"], by_key[width, size, "bf16"]
-
-        def ratio(row: dict) -> str:
-            return "-" if row["vs_width64"] is None else f"{row['vs_width64']:.2f}"
-
+        fp32 = by_key[width, size, "fp32"]
+        bf16 = by_key.get((width, size, "bf16"), missing)
+        bf16_time = "-" if bf16 is missing else f"{bf16['median_s']:.3f}"
         lines.append(
-            f"| {width} | {size} | {fp32['median_s']:.3f} | {bf16['median_s']:.3f} | "
-            f"{fp32['bf16_vs_fp32']:.2f} | {ratio(fp32)} | {ratio(bf16)} |"
+            f"| {width} | {size} | {fp32['median_s']:.3f} | {bf16_time} | "
+            f"{ratio(fp32['bf16_vs_fp32'])} | {ratio(fp32['vs_width64'])} | "
+            f"{ratio(bf16['vs_width64'])} |"
         )
+    if meta["bf16_native"] is False:
+        lines += [
+            "",
+            f"This CPU has no native bf16 ({meta['cpu_capability']}): bf16 autocast is emulated; "
+            "it was timed at the smallest setting only (the row with a bf16 figure), and "
+            "`train.amp: auto` runs float32 here.",
+        ]
     lines += [
         "",
         f"Engine iteration (width {data['width']}, {data['input']}, fp32, stage 1, real "
@@ -258,13 +278,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per figure [5]")
     parser.add_argument("--warmup", type=int, default=1)
     args = parser.parse_args(argv)
+    from mmm_core.engine.features import bf16_supported
+
     torch.set_num_threads(1)
     if args.quick:
         widths, sizes, iters = (64, 16), [(32, 16)], 2
     else:
         widths, sizes, iters = (64, 32, 16), [(48, 24), (64, 32), (96, 48)], args.iters
+    native = bf16_supported(torch.device("cpu"))
     started = time.perf_counter()
-    network = network_table(widths, sizes, args.warmup, iters)
+    if native:
+        network = network_table(widths, sizes, args.warmup, iters)
+    else:  # emulated bf16 is tens of times slower: time it once, at the smallest setting
+        network = network_table(widths, sizes, args.warmup, iters, ("fp32",))
+        probe = network_table((widths[-1],), sizes[:1], 0, 1)
+        network = [
+            r for r in network if (r["width"], r["input"]) != (widths[-1], probe[0]["input"])
+        ]
+        network += probe
     data = data_table(
         32 if not args.quick else 16, *sizes[-1 if args.quick else 1], args.warmup, iters
     )
@@ -273,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "warmup": args.warmup,
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16_native": native,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "seconds": round(time.perf_counter() - started, 1),
     }
