@@ -4,9 +4,10 @@ KFP puts these into the pipeline's platform spec (``platforms: kubernetes:``, th
 document of a compiled file) through the ``kfp-kubernetes`` package; KFP's driver applies them
 to each step pod. ``kfp.local`` runners ignore them.
 
-Environment (every step): the keys of ConfigMap `CONFIG_MAP` and Secret `STORAGE_SECRET`
-(k8s/base/pipeline-env.yaml, k8s/secrets/storage-credentials.template.yaml) become environment
-variables of the same names, the ones `mmm_core.storage` and `mmm_core.tracking` read. Both
+Environment (every step): the keys of ConfigMap `CONFIG_MAP` and of Secrets `STORAGE_SECRET`
+and `TRACKING_SECRET` (k8s/base/pipeline-env.yaml, k8s/secrets/storage-credentials.template.yaml,
+k8s/secrets/tracking-credentials.template.yaml) become environment variables of the same names,
+the ones `mmm_core.storage`, `mmm_core.tracking` and the MLflow client (basic auth) read. All
 objects must exist in the namespace the pods run in, with every key listed here: a missing one
 stops the pod at creation (``CreateContainerConfigError``) rather than failing later inside a
 step.
@@ -37,6 +38,8 @@ __all__ = [
     "GPU_TOLERATIONS_VARIABLE",
     "SECRET_KEYS",
     "STORAGE_SECRET",
+    "TRACKING_SECRET",
+    "TRACKING_SECRET_KEYS",
     "Toleration",
     "gpu_node_selector",
     "gpu_tolerations",
@@ -62,6 +65,12 @@ SECRET_KEYS = {
     "MINIO_SECRET_KEY": "MINIO_SECRET_KEY",
     "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",  # MLflow client (boto3), s3:// artifact roots
     "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+}
+# The pipeline's user on the MLflow server (basic auth); the MLflow client reads these names.
+TRACKING_SECRET = "mmm-tracking-credentials"
+TRACKING_SECRET_KEYS = {
+    "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
 }
 
 GPU_NODE_SELECTOR_VARIABLE = "MMM_GPU_NODE_SELECTOR"
@@ -137,13 +146,17 @@ def gpu_tolerations(environ: Mapping[str, str] | None = None) -> list[Toleration
 
 
 def use_cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Give the task's pod the keys of ConfigMap `CONFIG_MAP` and Secret `STORAGE_SECRET` as
-    environment variables (`CONFIG_MAP_KEYS`, `SECRET_KEYS`)."""
+    """Give the task's pod the keys of ConfigMap `CONFIG_MAP` and Secrets `STORAGE_SECRET` and
+    `TRACKING_SECRET` as environment variables (`CONFIG_MAP_KEYS`, `SECRET_KEYS`,
+    `TRACKING_SECRET_KEYS`)."""
     kubernetes.use_config_map_as_env(
         task, config_map_name=CONFIG_MAP, config_map_key_to_env=dict(CONFIG_MAP_KEYS)
     )
     kubernetes.use_secret_as_env(
         task, secret_name=STORAGE_SECRET, secret_key_to_env=dict(SECRET_KEYS)
+    )
+    kubernetes.use_secret_as_env(
+        task, secret_name=TRACKING_SECRET, secret_key_to_env=dict(TRACKING_SECRET_KEYS)
     )
     return task
 

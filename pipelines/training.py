@@ -8,8 +8,8 @@ After the last round, register logs the final model to MLflow and registers it.
 
 Resources: extract, train and evaluate ask for one GPU and are placed on GPU nodes (node
 selector and tolerations, `pipelines.kube`); cluster and match ask for CPU and memory. Every
-step's pod gets the cluster environment (ConfigMap mmm-pipeline-env, Secret
-mmm-storage-credentials; `pipelines.kube.use_cluster_env`).
+step's pod gets the cluster environment (ConfigMap mmm-pipeline-env, Secrets
+mmm-storage-credentials and mmm-tracking-credentials; `pipelines.kube.use_cluster_env`).
 Caching: extract, cluster, match and evaluate are pure functions of their inputs and are
 cached; start (reads a dataset that may change) and train (GPU kernels are not bit-exact)
 are not. Every step retries transient failures.

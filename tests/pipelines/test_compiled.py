@@ -112,7 +112,10 @@ def test_every_executor_has_kubernetes_settings(name: str) -> None:
     for label, executor in executors.items():
         settings = kubernetes[label]
         assert [c["configMapName"] for c in settings["configMapAsEnv"]] == ["mmm-pipeline-env"]
-        assert [s["secretName"] for s in settings["secretAsEnv"]] == ["mmm-storage-credentials"]
+        assert [s["secretName"] for s in settings["secretAsEnv"]] == [
+            "mmm-storage-credentials",
+            "mmm-tracking-credentials",
+        ]
         gpu = "accelerator" in executor["container"].get("resources", {})
         assert ("nodeSelector" in settings) == gpu, label
         assert ("tolerations" in settings) == gpu, label

@@ -23,6 +23,7 @@ CONFIG_MAP_ENV = [
     "MLFLOW_S3_ENDPOINT_URL",
 ]
 SECRET_ENV = ["MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+TRACKING_ENV = ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"]
 
 
 def compile_tiny(tmp_path: Path) -> tuple[dict, dict[str, dict]]:
@@ -58,11 +59,15 @@ def test_every_task_gets_the_configmap_and_secret_env(tmp_path, clean_env) -> No
             assert config_map.get("optional", False) is False
             pairs = [(e["configMapKey"], e["envVar"]) for e in config_map["keyToEnv"]]
             assert pairs == [(k, k) for k in CONFIG_MAP_ENV], step
-            (secret,) = executor["secretAsEnv"]
+            secret, tracking = executor["secretAsEnv"]
             assert secret["secretName"] == "mmm-storage-credentials", step
             assert secret.get("optional", False) is False
             pairs = [(e["secretKey"], e["envVar"]) for e in secret["keyToEnv"]]
             assert pairs == [(k, k) for k in SECRET_ENV], step
+            assert tracking["secretName"] == "mmm-tracking-credentials", step
+            assert tracking.get("optional", False) is False
+            pairs = [(e["secretKey"], e["envVar"]) for e in tracking["keyToEnv"]]
+            assert pairs == [(k, k) for k in TRACKING_ENV], step
 
 
 def test_gpu_steps_go_to_gpu_nodes_and_cpu_steps_do_not(tmp_path, clean_env) -> None:
