@@ -292,10 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:  # emulated bf16 is tens of times slower: time it once, at the smallest setting
         network = network_table(widths, sizes, args.warmup, iters, ("fp32",))
         probe = network_table((widths[-1],), sizes[:1], 0, 1)
-        network = [
-            r for r in network if (r["width"], r["input"]) != (widths[-1], probe[0]["input"])
-        ]
-        network += probe
+        for row in network:
+            if (row["width"], row["input"]) == (widths[-1], probe[0]["input"]):
+                row["bf16_vs_fp32"] = probe[0]["bf16_vs_fp32"]  # both timed once, side by side
+        network += [r for r in probe if r["precision"] == "bf16"]
     data = data_table(
         32 if not args.quick else 16, *sizes[-1 if args.quick else 1], args.warmup, iters
     )
