@@ -11,15 +11,19 @@ cpu_count // N torch threads; default: one per core on a CPU, 1 on a GPU);
 Variants (SPEC section 5, configs/ablation/*.yaml composed on the bench config):
 
     baseline      stage 1 without CMC (per-modality cluster contrast), R1 + R2 rounds
-    +CMC          stage 1 with CMC joint clustering, R1 + R2 rounds
+    +CMC          stage 1 with CMC joint clustering, R1 + R2 rounds (default expansion)
+    +CMC (released expansion)  the same with cluster.joint_expansion=released
     +MMLM (K=1)   R1 CMC rounds, then R2 stage-2 rounds: single memory, Hungarian, no SCA
     +MMLM (K=4)   ... multi-memory (K=4), Hungarian, no SCA
     +SCA (MMM)    ... K=4, Hungarian, SCA (the full method)
     greedy        MMM with per-cluster greedy matching instead of Hungarian (comparison)
+    supervised    MMM's network, schedule and losses with the true ids (train.supervision:
+                  oracle), the upper bound
 
-Every variant trains the same number of rounds. The stage-1 CMC rounds that the last five
-variants share are trained once per (layout, seed) and each variant resumes from a copy of
-that checkpoint: resuming is bit-identical on CPU (tests/engine/test_loop.py) and stage 1 reads
+Every variant trains the same number of rounds. The stage-1 CMC rounds that +CMC and the
+four method variants share are trained once per (layout, seed) and each of these variants
+resumes from a copy of that checkpoint (baseline, the released-expansion CMC and supervised
+train from scratch): resuming is bit-identical on CPU (tests/engine/test_loop.py) and stage 1 reads
 no stage-2 setting, so this equals training each variant from scratch
 (tests/test_benchmarks_accuracy.py checks it on a micro run) at a fraction of the cost.
 
@@ -59,16 +63,29 @@ BASE_CONFIGS = {
     "sysu": ROOT / "configs" / "synthetic-bench.yaml",
     "regdb": ROOT / "configs" / "synthetic-bench-regdb.yaml",
 }
-VARIANTS = ("baseline", "cmc", "mmlm-k1", "mmlm-k4", "mmm", "greedy")
+VARIANTS = (
+    "baseline",
+    "cmc",
+    "cmc-released",
+    "mmlm-k1",
+    "mmlm-k4",
+    "mmm",
+    "greedy",
+    "supervised",
+)
 LABELS = {
     "baseline": "baseline",
     "cmc": "+CMC",
+    "cmc-released": "+CMC (released expansion)",
+    "supervised": "supervised (oracle)",
     "mmlm-k1": "+MMLM (K=1)",
     "mmlm-k4": "+MMLM (K=4)",
     "mmm": "+SCA (MMM)",
     "greedy": "MMM, greedy matching",
 }
-STAGE2_VARIANTS = ("mmlm-k1", "mmlm-k4", "mmm", "greedy")
+STAGE2_VARIANTS = ("mmlm-k1", "mmlm-k4", "mmm", "greedy", "supervised")
+# Variants trained from scratch; the others resume from the shared stage-1 CMC trunk.
+SCRATCH_VARIANTS = ("baseline", "cmc-released", "supervised")
 # (metric key in a metrics row, column title) per layout.
 SETTINGS = {
     "sysu": [("sysu/all/single", "SYSU all-search"), ("sysu/indoor/single", "SYSU indoor-search")],
@@ -78,7 +95,13 @@ SETTINGS = {
     ],
 }
 MEASURES = ("rank1", "mAP", "mINP")
-CLUSTER_MEASURES = ("ari_visible", "ari_infrared", "correspondence_accuracy")
+CLUSTER_MEASURES = (
+    "ari_visible",
+    "ari_infrared",
+    "correspondence_accuracy",
+    "unified_ari",
+    "oracle_match_accuracy",
+)
 
 
 @dataclass(frozen=True)
@@ -167,7 +190,7 @@ def run_layout_seed(
     total = plan.stage1_rounds + plan.stage2_rounds
     results: dict[str, list[dict[str, Any]]] = {}
     trunk = out / "trunk"
-    needs_trunk = any(v != "baseline" for v in plan.variants)
+    needs_trunk = any(v not in SCRATCH_VARIANTS for v in plan.variants)
     if needs_trunk and _done(trunk, plan.stage1_rounds) is None:
         log.info("%s seed %d: %d shared CMC rounds", fmt, seed, plan.stage1_rounds)
         _train(trunk_config(fmt, seed, plan, data_root, extra), trunk)
@@ -178,7 +201,7 @@ def run_layout_seed(
         if rows is None:
             cfg = variant_config(fmt, variant, seed, plan, data_root, extra)
             started = time.perf_counter()
-            if variant == "baseline":
+            if variant in SCRATCH_VARIANTS:
                 rows = _train(cfg, run_dir)
             else:
                 _branch(trunk, run_dir)
@@ -257,7 +280,7 @@ def markdown_tables(summary: dict, plan: Plan) -> str:
         head = ["variant"]
         for _key, title in settings:
             head += [f"{title} R1", "mAP", "mINP"]
-        head += ["ARI vis", "ARI IR", "corr. acc."]
+        head += ["ARI vis", "ARI IR", "corr. acc.", "unified ARI", "xmod"]
         lines.append(f"**{fmt.upper()} layout** (mean ± std over {n} seeds, %, last round)\n")
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
@@ -267,6 +290,8 @@ def markdown_tables(summary: dict, plan: Plan) -> str:
                 cells += [_pm(entry[f"{key}/{m}"]) for m in MEASURES]
             cells += [_pm(entry[m], 1.0, 3) for m in ("ari_visible", "ari_infrared")]
             cells.append(_pm(entry["correspondence_accuracy"]))
+            cells.append(_pm(entry["unified_ari"], 1.0, 3))
+            cells.append(_pm(entry["oracle_match_accuracy"]))
             lines.append("| " + " | ".join(cells) + " |")
         primary = settings[0][0]
         lines.append("")
@@ -293,7 +318,8 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
 
     written = []
     panels = [("mAP", "mAP (primary setting)"), ("ari_infrared", "ARI, infrared"),
-              ("correspondence_accuracy", "correspondence accuracy")]  # fmt: skip
+              ("correspondence_accuracy", "correspondence accuracy"),
+              ("oracle_match_accuracy", "xmod (true-id centroid matching)")]  # fmt: skip
     for fmt, by_seed in results.items():
         fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
         variants = next(iter(by_seed.values()))
