@@ -1,8 +1,10 @@
 """One training round of either stage, with a visible lifecycle.
 
 `Trainer` owns the model, the optimiser and the scheduler of the current stage. A round is
-``start_round(targets)`` -> ``iters`` x (`training_step` -> optimiser step -> memory update)
--> ``end_round()``; `training_step` is the one method to override for a new loss.
+``start_round(targets)`` -> ``iters`` x (`training_step` -> optimiser step -> `after_step`,
+the memory update) -> ``end_round()``. `training_step` runs the network once and hands the
+features to the stage's step, `stage1_step` or `stage2_step` (the methods to override for a
+new loss), which returns a `StepOutput`.
 
 Stage 1 (CMC): ``NCE(f^v; M^v) + NCE(f^r; M^r) + lambda_cmc (NCE(f^v; M^j) + NCE(f^r; M^j))``.
 Stage 2 (MMLM + SCA): ``L_MML^v + L_MML^r + lambda_cross L_cross + lambda_sca L_SCA``.
@@ -26,7 +28,7 @@ from mmm_core.engine.targets import RoundTargets
 from mmm_core.losses import cluster_nce, cross_modality_loss, multi_memory_loss, sca_loss
 from mmm_core.memory import ClusterMemory, MultiMemory
 
-__all__ = ["LossWeights", "Memories", "Trainer"]
+__all__ = ["LossWeights", "Memories", "StepOutput", "Trainer"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,34 @@ class Memories:
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # views (B, V, 3, H, W), labels, index
+
+
+@dataclass(frozen=True)
+class _Forward:
+    """One batch through the network: L2-normalised float32 features, one row per view."""
+
+    features_v: torch.Tensor
+    features_r: torch.Tensor
+    labels_v: torch.Tensor
+    labels_r: torch.Tensor
+    index_v: torch.Tensor  # dataset row of each visible feature
+    index_r: torch.Tensor
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What one training step hands to the optimiser and to the memory update.
+
+    ``loss`` is optimised; ``losses`` holds its named components (for the logs);
+    ``forward`` the features and labels the memories are updated with; ``joint_v`` /
+    ``joint_r`` the CMC joint labels of the batch (stage 1 with CMC only).
+    """
+
+    loss: torch.Tensor
+    losses: dict[str, torch.Tensor]
+    forward: _Forward
+    joint_v: torch.Tensor | None = None
+    joint_r: torch.Tensor | None = None
 
 
 class Trainer:
@@ -123,27 +153,18 @@ class Trainer:
 
     # ---------------------------------------------------------------- steps
 
-    def training_step(self, visible: Batch, infrared: Batch) -> dict[str, torch.Tensor]:
-        """Losses of one iteration (a dict whose "loss" entry is optimised).
-
-        Also returns the detached normalised features and labels under "_features_*" /
-        "_labels_*" for the memory update.
-        """
-        assert self.memories is not None and self.targets is not None
+    def _forward(self, visible: Batch, infrared: Batch) -> _Forward:
+        """One mixed forward pass: normalised float32 features and labels per modality."""
         views_v, labels_v, index_v = (t.to(self.device, non_blocking=True) for t in visible)
         views_r, labels_r, index_r = (t.to(self.device, non_blocking=True) for t in infrared)
-        num_views = views_v.shape[1]
+        views_per_v, views_per_r = views_v.shape[1], views_r.shape[1]
         images = torch.cat([views_v.flatten(0, 1), views_r.flatten(0, 1)])
         modality = torch.cat(
             [
-                torch.zeros(views_v.shape[0] * num_views, dtype=torch.long),
-                torch.ones(views_r.shape[0] * views_r.shape[1], dtype=torch.long),
+                torch.zeros(views_v.shape[0] * views_per_v, dtype=torch.long),
+                torch.ones(views_r.shape[0] * views_per_r, dtype=torch.long),
             ]
         ).to(self.device)
-        labels_v = labels_v.repeat_interleave(num_views)
-        index_v = index_v.repeat_interleave(num_views)
-        labels_r = labels_r.repeat_interleave(views_r.shape[1])
-        index_r = index_r.repeat_interleave(views_r.shape[1])
         context = (
             torch.autocast(self.device.type, dtype=self.autocast)
             if self.autocast
@@ -152,79 +173,112 @@ class Trainer:
         with context:
             output = self.model(images, modality)
         features = F.normalize(output.neck.float(), dim=1)
+        labels_v = labels_v.repeat_interleave(views_per_v)
+        labels_r = labels_r.repeat_interleave(views_per_r)
         features_v, features_r = features.split([len(labels_v), len(labels_r)])
-        memories, targets, tau = self.memories, self.targets, self.temperature
-        losses: dict[str, torch.Tensor] = {}
-        if targets.stage == 1:
-            losses["visible"] = cluster_nce(features_v, memories.visible.vectors, labels_v, tau)
-            losses["infrared"] = cluster_nce(features_r, memories.infrared.vectors, labels_r, tau)
-            total = losses["visible"] + losses["infrared"]
-            if memories.joint is not None and self.weights.lambda_cmc > 0:
-                joint_v = torch.as_tensor(targets.joint_visible, device=self.device)[index_v]
-                joint_r = torch.as_tensor(targets.joint_infrared, device=self.device)[index_r]
-                losses["cmc"] = cluster_nce(
-                    features_v, memories.joint.vectors, joint_v, tau
-                ) + cluster_nce(features_r, memories.joint.vectors, joint_r, tau)
-                total = total + self.weights.lambda_cmc * losses["cmc"]
-                losses["_labels_joint_v"], losses["_labels_joint_r"] = joint_v, joint_r
-        else:
-            mem_v, mem_r = memories.visible, memories.infrared
-            assert isinstance(mem_v, MultiMemory) and isinstance(mem_r, MultiMemory)
-            losses["visible"] = multi_memory_loss(
-                features_v, mem_v.vectors, mem_v.mask, labels_v, tau
-            )
-            losses["infrared"] = multi_memory_loss(
-                features_r, mem_r.vectors, mem_r.mask, labels_r, tau
-            )
-            total = losses["visible"] + losses["infrared"]
-            if self.weights.lambda_cross > 0:
-                v2r = torch.as_tensor(targets.v2r, device=self.device)
-                r2v = torch.as_tensor(targets.r2v, device=self.device)
-                losses["cross"] = cross_modality_loss(
-                    features_v,
-                    labels_v,
-                    mem_r.vectors,
-                    mem_r.mask,
-                    v2r,
-                    features_r,
-                    labels_r,
-                    mem_v.vectors,
-                    mem_v.mask,
-                    r2v,
-                    tau,
-                )
-                total = total + self.weights.lambda_cross * losses["cross"]
-            if self.weights.lambda_sca > 0:
-                losses["sca"] = sca_loss(
-                    features_v,
-                    labels_v,
-                    features_r,
-                    labels_r,
-                    torch.as_tensor(targets.weights_v2r, device=self.device),
-                    torch.as_tensor(targets.weights_r2v, device=self.device),
-                    mem_v.mean_memories(),
-                    mem_r.mean_memories(),
-                )
-                total = total + self.weights.lambda_sca * losses["sca"]
-        losses["loss"] = total
-        losses["_features_v"], losses["_features_r"] = features_v.detach(), features_r.detach()
-        losses["_labels_v"], losses["_labels_r"] = labels_v, labels_r
-        return losses
+        return _Forward(
+            features_v,
+            features_r,
+            labels_v,
+            labels_r,
+            index_v.repeat_interleave(views_per_v),
+            index_r.repeat_interleave(views_per_r),
+        )
 
-    def update_memories(self, losses: dict[str, torch.Tensor]) -> None:
+    def training_step(self, visible: Batch, infrared: Batch) -> StepOutput:
+        """The losses of one iteration of the current stage (`stage1_step` / `stage2_step`)."""
+        assert self.memories is not None and self.targets is not None
+        forward = self._forward(visible, infrared)
+        if self.targets.stage == 1:
+            return self.stage1_step(forward)
+        return self.stage2_step(forward)
+
+    def stage1_step(self, forward: _Forward) -> StepOutput:
+        """CMC: ``NCE(f^v; M^v) + NCE(f^r; M^r) + lambda_cmc (NCE(f^v; M^j) + NCE(f^r; M^j))``."""
+        memories, targets, tau = self.memories, self.targets, self.temperature
+        assert memories is not None and targets is not None
+        f_v, f_r, y_v, y_r = (
+            forward.features_v,
+            forward.features_r,
+            forward.labels_v,
+            forward.labels_r,
+        )
+        losses = {
+            "visible": cluster_nce(f_v, memories.visible.vectors, y_v, tau),
+            "infrared": cluster_nce(f_r, memories.infrared.vectors, y_r, tau),
+        }
+        total = losses["visible"] + losses["infrared"]
+        joint_v = joint_r = None
+        if memories.joint is not None and self.weights.lambda_cmc > 0:
+            joint_v = torch.as_tensor(targets.joint_visible, device=self.device)[forward.index_v]
+            joint_r = torch.as_tensor(targets.joint_infrared, device=self.device)[forward.index_r]
+            losses["cmc"] = cluster_nce(f_v, memories.joint.vectors, joint_v, tau) + cluster_nce(
+                f_r, memories.joint.vectors, joint_r, tau
+            )
+            total = total + self.weights.lambda_cmc * losses["cmc"]
+        return StepOutput(total, losses, forward, joint_v, joint_r)
+
+    def stage2_step(self, forward: _Forward) -> StepOutput:
+        """MMLM + SCA: ``L_MML^v + L_MML^r + lambda_cross L_cross + lambda_sca L_SCA``."""
+        memories, targets, tau = self.memories, self.targets, self.temperature
+        assert memories is not None and targets is not None
+        mem_v, mem_r = memories.visible, memories.infrared
+        assert isinstance(mem_v, MultiMemory) and isinstance(mem_r, MultiMemory)
+        f_v, f_r, y_v, y_r = (
+            forward.features_v,
+            forward.features_r,
+            forward.labels_v,
+            forward.labels_r,
+        )
+        losses = {
+            "visible": multi_memory_loss(f_v, mem_v.vectors, mem_v.mask, y_v, tau),
+            "infrared": multi_memory_loss(f_r, mem_r.vectors, mem_r.mask, y_r, tau),
+        }
+        total = losses["visible"] + losses["infrared"]
+        if self.weights.lambda_cross > 0:
+            losses["cross"] = cross_modality_loss(
+                features_v=f_v,
+                labels_v=y_v,
+                memory_r=mem_r.vectors,
+                mask_r=mem_r.mask,
+                v2r=torch.as_tensor(targets.v2r, device=self.device),
+                features_r=f_r,
+                labels_r=y_r,
+                memory_v=mem_v.vectors,
+                mask_v=mem_v.mask,
+                r2v=torch.as_tensor(targets.r2v, device=self.device),
+                temperature=tau,
+            )
+            total = total + self.weights.lambda_cross * losses["cross"]
+        if self.weights.lambda_sca > 0:
+            losses["sca"] = sca_loss(
+                features_v=f_v,
+                labels_v=y_v,
+                features_r=f_r,
+                labels_r=y_r,
+                weights_v2r=torch.as_tensor(targets.weights_v2r, device=self.device),
+                weights_r2v=torch.as_tensor(targets.weights_r2v, device=self.device),
+                mean_memory_v=mem_v.mean_memories(),
+                mean_memory_r=mem_r.mean_memories(),
+            )
+            total = total + self.weights.lambda_sca * losses["sca"]
+        return StepOutput(total, losses, forward)
+
+    @torch.no_grad()
+    def after_step(self, step: StepOutput) -> None:
         """The explicit memory update, after the optimiser step; identical on every rank."""
         assert self.memories is not None
         gather = distributed.all_gather_cat
-        features_v, features_r = gather(losses["_features_v"]), gather(losses["_features_r"])
-        labels_v, labels_r = gather(losses["_labels_v"]), gather(losses["_labels_r"])
+        forward = step.forward
+        features_v = gather(forward.features_v.detach())
+        features_r = gather(forward.features_r.detach())
+        labels_v, labels_r = gather(forward.labels_v), gather(forward.labels_r)
         self.memories.visible.update(features_v, labels_v)
         self.memories.infrared.update(features_r, labels_r)
-        if self.memories.joint is not None and "_labels_joint_v" in losses:
-            joint_features = torch.cat([features_v, features_r])
-            joint_labels = torch.cat(
-                [gather(losses["_labels_joint_v"]), gather(losses["_labels_joint_r"])]
-            )
-            self.memories.joint.update(joint_features, joint_labels)
+        if self.memories.joint is not None and step.joint_v is not None:
+            assert step.joint_r is not None
+            joint_labels = torch.cat([gather(step.joint_v), gather(step.joint_r)])
+            self.memories.joint.update(torch.cat([features_v, features_r]), joint_labels)
 
     def train_round(
         self,
@@ -243,19 +297,17 @@ class Trainer:
         pairs = zip(visible_batches, infrared_batches, strict=False)
         bar = tqdm(pairs, total=iters, desc=desc, disable=not progress, leave=False)
         for visible, infrared in bar:
-            losses = self.training_step(visible, infrared)
+            step = self.training_step(visible, infrared)
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(losses["loss"]).backward()
+            self.scaler.scale(step.loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            with torch.no_grad():
-                self.update_memories(losses)
-            for key, value in losses.items():
-                if not key.startswith("_"):
-                    sums[key] = sums.get(key, 0.0) + float(value.detach())
+            self.after_step(step)
+            for key, value in {"loss": step.loss, **step.losses}.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
             steps += 1
             if progress:
-                bar.set_postfix(loss=f"{float(losses['loss']):.3f}")
+                bar.set_postfix(loss=f"{float(step.loss):.3f}")
             if steps >= iters:
                 break
         if steps == 0:

@@ -44,6 +44,7 @@ def cross_modality_nce(
 
 
 def cross_modality_loss(
+    *,
     features_v: Tensor,
     labels_v: Tensor,
     memory_r: Tensor,
@@ -61,6 +62,7 @@ def cross_modality_loss(
     Shapes: ``features_v (B_v, d)``, ``labels_v (B_v,)``, ``memory_r (C_r, K, d)`` or
     ``(C_r, d)``, ``mask_r (C_r, K)`` or None, ``v2r (C_v,)``; symmetrically for the IR side.
     Features L2-normalised; labels ``< 0`` and unmatched clusters (map value ``< 0``) ignored.
+    Keyword-only: ten tensors of two modalities must not be swappable by position.
     """
     visible_to_infrared = cross_modality_nce(
         features_v, labels_v, memory_r, mask_r, v2r, temperature

@@ -69,6 +69,7 @@ def soft_alignment(
 
 
 def sca_loss(
+    *,
     features_v: Tensor,
     labels_v: Tensor,
     features_r: Tensor,
@@ -83,7 +84,7 @@ def sca_loss(
     Shapes: ``features_v (B_v, d)``, ``labels_v (B_v,)``, ``features_r (B_r, d)``,
     ``labels_r (B_r,)``, ``weights_v2r (C_v, C_r)``, ``weights_r2v (C_r, C_v)``,
     ``mean_memory_v (C_v, d)``, ``mean_memory_r (C_r, d)``. Features L2-normalised;
-    negative labels ignored.
+    negative labels ignored. Keyword-only, like `cross_modality_loss`.
     """
     visible_to_infrared = soft_alignment(features_v, labels_v, weights_v2r, mean_memory_r)
     infrared_to_visible = soft_alignment(features_r, labels_r, weights_r2v, mean_memory_v)

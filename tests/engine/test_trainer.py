@@ -116,13 +116,14 @@ def test_stage2_round_total_is_weighted_sum() -> None:
     assert isinstance(trainer.memories.visible, MultiMemory)
     visible = next(batches(targets.labels_visible.clip(0), 2, 1, 0))
     infrared = next(batches(targets.labels_infrared.clip(0), 1, 1, 1))
-    losses = trainer.training_step(visible, infrared)
+    step = trainer.training_step(visible, infrared)
+    losses = step.losses
     expected = losses["visible"] + losses["infrared"] + 0.7 * losses["cross"] + 0.3 * losses["sca"]
-    assert torch.allclose(losses["loss"], expected)
+    assert torch.allclose(step.loss, expected)
     # The features handed to the memory update are the normalised BN-neck features.
-    norms = losses["_features_v"].norm(dim=1)
+    norms = step.forward.features_v.norm(dim=1)
     assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
-    assert losses["_features_v"].shape == (12, D) and losses["_features_r"].shape == (6, D)
+    assert step.forward.features_v.shape == (12, D) and step.forward.features_r.shape == (6, D)
 
 
 def test_targets_for_wrong_stage_rejected() -> None:
@@ -162,19 +163,49 @@ def test_checkpoint_round_trip_and_atomic(tmp_path) -> None:
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_memory_features_are_detached_normalised_neck() -> None:
-    trainer = make_trainer()
+def test_after_step_moves_the_memories_training_uses() -> None:
+    """The values: each memory row touched by the batch becomes, sample by sample in batch
+    order, ``normalise(mu m + (1 - mu) f)`` with f the normalised BN-neck feature of the
+    step (eval of the same weights, so the same features); untouched rows stay."""
+    trainer = make_trainer(momentum=0.1)
     trainer.start_stage(1)
     targets = stage1_targets()
     trainer.start_round(targets)
     visible = next(batches(targets.labels_visible.clip(0), 2, 1, 0))
     infrared = next(batches(targets.labels_infrared.clip(0), 1, 1, 1))
-    losses = trainer.training_step(visible, infrared)
-    assert not losses["_features_v"].requires_grad
+    before = {
+        name: getattr(trainer.memories, name).vectors.clone()
+        for name in ("visible", "infrared", "joint")
+    }
+    step = trainer.training_step(visible, infrared)
     trainer.model.train()
-    output = trainer.model(visible[0].flatten(0, 1), "visible")
-    assert output.neck.shape == (12, D)
-    assert F.normalize(output.neck, dim=1).shape == losses["_features_v"].shape
+    images = torch.cat([visible[0].flatten(0, 1), infrared[0].flatten(0, 1)])
+    modality = torch.tensor([0] * 12 + [1] * 6)
+    neck = trainer.model(images, modality).neck  # the same mixed batch: same BN statistics
+    # the visible features in the step are the normalised neck of the visible views
+    features = F.normalize(neck[:12], dim=1)
+    torch.testing.assert_close(step.forward.features_v, features, atol=1e-4, rtol=0)
+    trainer.after_step(step)
+
+    def sequential(memory: torch.Tensor, features: torch.Tensor, labels: torch.Tensor):
+        memory = memory.clone()
+        for feature, label in zip(features, labels, strict=True):
+            if label >= 0:
+                memory[label] = F.normalize(0.1 * memory[label] + 0.9 * feature, dim=0)
+        return memory
+
+    f = step.forward
+    expected_v = sequential(before["visible"], f.features_v.detach(), f.labels_v)
+    expected_r = sequential(before["infrared"], f.features_r.detach(), f.labels_r)
+    expected_j = sequential(
+        before["joint"],
+        torch.cat([f.features_v, f.features_r]).detach(),
+        torch.cat([step.joint_v, step.joint_r]),
+    )
+    torch.testing.assert_close(trainer.memories.visible.vectors, expected_v, atol=1e-5, rtol=0)
+    torch.testing.assert_close(trainer.memories.infrared.vectors, expected_r, atol=1e-5, rtol=0)
+    torch.testing.assert_close(trainer.memories.joint.vectors, expected_j, atol=1e-5, rtol=0)
+    assert not torch.equal(trainer.memories.visible.vectors, before["visible"])
 
 
 def _step_gradients(dtype, batch_seed: int = 0):
@@ -184,13 +215,13 @@ def _step_gradients(dtype, batch_seed: int = 0):
     trainer.start_round(targets)
     visible = next(batches(targets.labels_visible.clip(0), 2, 1, batch_seed))
     infrared = next(batches(targets.labels_infrared.clip(0), 1, 1, batch_seed + 1))
-    losses = trainer.training_step(visible, infrared)
-    assert losses["loss"].dtype == torch.float32
+    step = trainer.training_step(visible, infrared)
+    assert step.loss.dtype == torch.float32
     assert trainer.memories.visible.vectors.dtype == torch.float32
     trainer.optimizer.zero_grad()
-    losses["loss"].backward()
+    step.loss.backward()
     grads = [p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]
-    return float(losses["loss"].detach()), torch.cat(grads)
+    return float(step.loss.detach()), torch.cat(grads)
 
 
 def test_bf16_step_stays_close_to_fp32() -> None:

@@ -45,7 +45,19 @@ def test_cross_modality_loss_matches_plain_loop():
     fv, yv, mr, kr, v2r, fr, yr, mv, kv, r2v = setting()
     tau = 0.1
     expected = loop_direction(fv, yv, mr, kr, v2r, tau) + loop_direction(fr, yr, mv, kv, r2v, tau)
-    value = cross_modality_loss(fv, yv, mr, kr, v2r, fr, yr, mv, kv, r2v, tau)
+    value = cross_modality_loss(
+        features_v=fv,
+        labels_v=yv,
+        memory_r=mr,
+        mask_r=kr,
+        v2r=v2r,
+        features_r=fr,
+        labels_r=yr,
+        memory_v=mv,
+        mask_v=kv,
+        r2v=r2v,
+        temperature=tau,
+    )
     assert abs(float(value) - expected) < 1e-9
     one_way = cross_modality_nce(fv, yv, mr, kr, v2r, tau)
     assert abs(float(one_way) - loop_direction(fv, yv, mr, kr, v2r, tau)) < 1e-9
@@ -65,7 +77,20 @@ def test_cross_modality_loss_gradcheck():
     fv.requires_grad_()
     fr.requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda a, b: cross_modality_loss(a, yv, mr, kr, v2r, b, yr, mv, kv, r2v, 0.2), (fv, fr)
+        lambda a, b: cross_modality_loss(
+            features_v=a,
+            labels_v=yv,
+            memory_r=mr,
+            mask_r=kr,
+            v2r=v2r,
+            features_r=b,
+            labels_r=yr,
+            memory_v=mv,
+            mask_v=kv,
+            r2v=r2v,
+            temperature=0.2,
+        ),
+        (fv, fr),
     )
 
 
