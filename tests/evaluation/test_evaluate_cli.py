@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmm_core.evaluation import cli
+from mmm_cli.commands import evaluate as cli
 from mmm_core.evaluation.protocols import ProtocolResult, save_feature_file
 
 
