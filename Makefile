@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: setup
 	$(VENV)/bin/ruff check --fix .
@@ -26,6 +27,11 @@ format: setup
 
 test: lint
 	$(PY) -m pytest -q
+
+# The unit tests only (no `slow`, no `servers`): about 2 minutes.
+.PHONY: test-fast
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow and not servers"
 
 demo: setup
 	$(VENV)/bin/mmm demo --out $(DEMO_DIR)
