@@ -37,6 +37,7 @@ $(LINT_STAMP): Makefile
 lint: setup $(LINT_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	@mkdir -p $(RENDERED)
 	@for overlay in $(K8S_OVERLAYS); do \
 	  out=$(RENDERED)/$$(echo $$overlay | tr / -).yaml; \
@@ -53,6 +54,11 @@ format: setup
 
 test: lint
 	$(PY) -m pytest -q
+
+# The unit tests only (no `slow`, no `servers`): about 2 minutes.
+.PHONY: test-fast
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow and not servers"
 
 demo: setup
 	$(VENV)/bin/mmm demo --out $(DEMO_DIR)

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from mmm_core.config import Config, load_config
+from mmm_core.engine.rounds import parse_rows
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def _done(out: Path, rounds: int) -> list[dict[str, Any]] | None:
     path = out / "metrics.jsonl"
     if not (out / "done").exists() or not path.exists():
         return None
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = parse_rows(path)
     return rows if len(rows) == rounds else None
 
 
@@ -367,7 +368,7 @@ def ensure_pretrained(plan: Plan, out: Path) -> str:
         return plan.pretrained
     weights = out / "pretrain" / "resnet18-tiny.pt"
     if not weights.exists():
-        from mmm_core import cli
+        from mmm_cli import main as cli
 
         argv = ["pretrain", "--out", str(weights), "--iters", "300", "--batch-size", "32"]
         argv += ["--no-progress", "--device", "cpu" if plan.device == "auto" else plan.device]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -42,14 +43,16 @@ __all__ = [
     "StorageError",
     "client_from_env",
     "default_cache_dir",
-    "download_file",
     "download_prefix",
+    "file_md5",
     "is_remote",
+    "list_objects",
     "make_client",
     "parse_s3_uri",
+    "read_bytes",
     "resolve_dataset_root",
     "upload_directory",
-    "upload_file",
+    "write_bytes",
 ]
 
 log = logging.getLogger(__name__)
@@ -264,7 +267,8 @@ def _plain_md5(etag: str) -> str | None:
     return etag if re.fullmatch(r"[0-9a-f]{32}", etag) else None
 
 
-def _file_md5(path: Path) -> str:
+def file_md5(path: str | os.PathLike[str]) -> str:
+    """MD5 hex digest of a local file (an object's ETag when it was uploaded in one part)."""
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(_CHUNK), b""):
@@ -391,7 +395,7 @@ def _is_current(path: Path, obj: _RemoteObject, recorded: dict[str, Any] | None)
     if recorded is not None and recorded == obj.record():
         return True
     expected = _plain_md5(obj.etag)
-    return expected is not None and _file_md5(path) == expected
+    return expected is not None and file_md5(path) == expected
 
 
 def _remove_stale_parts(root: Path) -> int:
@@ -510,32 +514,68 @@ def resolve_dataset_root(
     return download_prefix(str(root), cache, client=client, progress=progress)
 
 
-# --------------------------------------------------------------------------- single files
+# --------------------------------------------------------------------------- single objects
 
 
-def _object_key(uri: str, filename: str | None = None) -> tuple[str, str]:
-    """(bucket, key) of an object URI; a URI ending in '/' names a folder for `filename`."""
-    bucket, prefix = parse_s3_uri(uri)
-    if str(uri).endswith("/") or not prefix:
-        if filename is None:
-            raise ValueError(f"{uri!r} names a folder, not an object")
-        return bucket, f"{prefix}/{filename}" if prefix else filename
-    return bucket, prefix
+def _object_of(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an object URI ``s3://bucket/key``; ValueError for a bucket or folder."""
+    bucket, key = parse_s3_uri(uri)
+    if not key or str(uri).endswith("/"):
+        raise ValueError(f"{uri!r} names a bucket or folder, not an object")
+    return bucket, key
 
 
-def upload_file(path: str | os.PathLike[str], uri: str, *, client: Minio | None = None) -> str:
-    """Upload a local file to ``s3://bucket/key`` (or into ``s3://bucket/folder/``).
+def list_objects(uri: str, *, client: Minio | None = None) -> dict[str, str]:
+    """``{path below the prefix (POSIX): ETag}`` of every object under ``s3://bucket/prefix``.
 
-    Returns the object's URI. The bucket must exist. Raises StorageError.
+    One listing request stream; nothing is downloaded. Folder markers are left out; a key that
+    could not be a relative path (``..``, empty segments) raises StorageError, as the mirror
+    would. Raises StorageError when the store refuses or cannot be reached.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no file to upload at {path}")
-    bucket, key = _object_key(uri, path.name)
+    bucket, prefix = parse_s3_uri(uri)
+    client = client if client is not None else client_from_env()
+    return {obj.relative: obj.etag for obj in _list_prefix(client, bucket, prefix)}
+
+
+def read_bytes(uri: str, *, client: Minio | None = None) -> bytes | None:
+    """The content of the object ``s3://bucket/key``, or None when it does not exist.
+
+    Raises StorageError for everything else (missing bucket, access denied, unreachable).
+    """
+    from minio.error import S3Error
+
+    bucket, key = _object_of(uri)
     client = client if client is not None else client_from_env()
     with _translated(client, bucket, key):
-        client.fput_object(bucket, key, str(path))
-    return f"{SCHEME}{bucket}/{key}"
+        try:
+            response = client.get_object(bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                return None
+            raise
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+
+def write_bytes(
+    uri: str,
+    data: bytes,
+    *,
+    content_type: str = "application/octet-stream",
+    client: Minio | None = None,
+) -> None:
+    """Store `data` as the object ``s3://bucket/key`` in one PUT (readers see the old or the
+    new content, never a part). The bucket must exist. Raises StorageError."""
+    bucket, key = _object_of(uri)
+    client = client if client is not None else client_from_env()
+    with _translated(client, bucket, key):
+        client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+
+
+# --------------------------------------------------------------------------- folders
 
 
 def upload_directory(
@@ -569,14 +609,3 @@ def upload_directory(
         for future in [pool.submit(put, p) for p in files]:
             future.result()
     return len(files)
-
-
-def download_file(uri: str, path: str | os.PathLike[str], *, client: Minio | None = None) -> Path:
-    """Download one object to `path` atomically (temporary file + rename). Raises StorageError."""
-    bucket, key = _object_key(uri)
-    client = client if client is not None else client_from_env()
-    with _translated(client, bucket, key):
-        stat = client.stat_object(bucket, key)
-    path = Path(path)
-    _fetch_object(client, bucket, key, path, int(stat.size or 0), str(stat.etag or ""))
-    return path

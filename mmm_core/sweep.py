@@ -1,4 +1,5 @@
-"""``mmm sweep``: a hyperparameter grid as one training-pipeline run per grid point.
+"""A hyperparameter sweep (``mmm sweep``): the grid file, its points, their MLflow runs, the
+leaderboard. One training-pipeline run per grid point.
 
 The grid file (YAML, see ``configs/sweep-example.yaml``)::
 
@@ -31,19 +32,8 @@ run instead of creating one. The tracking URI is ``--tracking-uri``, else the co
 by all points, ``SWEEP/mlflow.db`` (artifacts in ``SWEEP/mlartifacts``), which parallel
 pipelines write to concurrently (SQLite serialises the short writes).
 
-Modes:
-
-- ``--local --jobs N``: ``mmm run`` (`pipelines.local`) for each point, N at a time, each a
-  subprocess whose output goes to ``SWEEP/<point>/sweep.log``; the final metrics are read from
-  each point's ``metrics.jsonl``.
-- ``--host URL``: the training pipeline is compiled once per round count
-  (``SWEEP/pipeline-<s1>x<s2>.yaml``) and one KFP run per point is submitted in parallel, into
-  the KFP experiment of the same name. Pipeline arguments: ``config_file`` is the first base
-  file (its path inside the image), values with a named pipeline parameter use it
-  (``num_memories``, ``lambda_sca``, ...), everything else goes into ``overrides``, including
-  the content of further base files; round counts are compiled in. ``--wait`` waits for the
-  runs and reads the final metrics from MLflow (the steps log there through the pods'
-  ``MLFLOW_TRACKING_URI``; ``--tracking-uri`` is the same server as seen from here).
+The modes that run the points, ``--local`` (``mmm run`` per point) and ``--host`` (KFP runs),
+are `pipelines.sweep`; the command is `mmm_cli.commands.sweep`.
 
 Leaderboard: the points sorted by the metric (best first; failed points last), printed,
 written to ``SWEEP/leaderboard.md`` and ``SWEEP/leaderboard.csv`` and logged as artifacts of
@@ -54,21 +44,13 @@ with ``eval.every > 1`` R1/mAP/mINP are those of the last evaluated round.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import itertools
-import json
 import logging
 import math
-import os
 import re
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -86,24 +68,27 @@ from mmm_core.config import (
 )
 
 __all__ = [
+    "ROUND_KEYS",
+    "SUCCEEDED",
     "SWEEP_KEYS",
     "Point",
     "PointResult",
     "Sweep",
-    "configure_parser",
+    "SweepTracking",
     "expand_grid",
     "final_metrics",
     "format_leaderboard",
     "format_value",
-    "host_arguments",
     "leaderboard_csv",
     "load_sweep",
-    "main",
+    "override",
     "point_names",
+    "prepare_datasets",
     "rank_results",
-    "run_host_sweep",
-    "run_local_sweep",
-    "submit_points",
+    "read_history",
+    "split_overrides",
+    "sweep_name",
+    "write_leaderboard",
 ]
 
 log = logging.getLogger(__name__)
@@ -288,7 +273,7 @@ def _check_keys(keys: Iterable[str], where: str, path: Path | str) -> None:
             )
 
 
-def _split_overrides(items: Sequence[str]) -> dict[str, str]:
+def split_overrides(items: Sequence[str]) -> dict[str, str]:
     """``["a.b=1", ...] -> {"a.b": "1"}`` (the value text is kept as written)."""
     out: dict[str, str] = {}
     for item in items:
@@ -321,7 +306,7 @@ def load_sweep(
     for key, value in (("experiment", experiment), ("metric", metric)):
         if not isinstance(value, str) or not value.strip():
             raise _error(key, f"expected a non-empty string, got {value!r}", path)
-    command_set = _split_overrides(overrides)
+    command_set = split_overrides(overrides)
     _check_keys(fixed, "base.set.", path)
     _check_keys(command_set, "", "--set")
     _check_keys(grid, "grid.", path)
@@ -513,7 +498,8 @@ def leaderboard_csv(ranked: Sequence[PointResult], grid_keys: Sequence[str], met
 # --------------------------------------------------------------------------- MLflow
 
 
-def _sweep_name(sweep: Sweep) -> str:
+def sweep_name(sweep: Sweep) -> str:
+    """``sweep-<grid file stem>-<date>-<time>``: the parent run's name and the default folder."""
     return f"sweep-{sweep.grid_file.stem}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
@@ -563,10 +549,8 @@ class SweepTracking:
 
     def run_state(self, run_id: str) -> tuple[str, dict[str, float]]:
         """(status, latest metrics) of a run."""
-        from mlflow import MlflowClient
-
-        run = MlflowClient(tracking_uri=self.uri).get_run(run_id)
-        return run.info.status, dict(run.data.metrics)
+        tracker = self._tracker()
+        return tracker.get_run_status(run_id), tracker.get_run_metrics(run_id)
 
     def end_if_running(self, run_id: str, status: str = "FAILED") -> None:
         """Mark a point's run `status` when its pipeline stopped without closing it."""
@@ -597,18 +581,6 @@ class SweepTracking:
         tracker.end("FINISHED" if ok else "FAILED")
 
 
-def resolve_tracking_uri(explicit: str | None, cfg: Config, local_out: Path | None) -> str:
-    """--tracking-uri, else the config's tracking.uri, else MLFLOW_TRACKING_URI, else (local
-    mode only) ``sqlite:///<local_out>/mlflow.db``; "" when there is none."""
-    uri = explicit or cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if not uri and local_out is not None:
-        uri = f"sqlite:///{(local_out / 'mlflow.db').resolve()}"
-    return uri
-
-
-# --------------------------------------------------------------------------- local mode
-
-
 def prepare_datasets(sweep: Sweep) -> None:
     """Generate each distinct local synthetic dataset once, before parallel points race."""
     from mmm_core.engine.loop import dataset_root
@@ -623,270 +595,6 @@ def prepare_datasets(sweep: Sweep) -> None:
         dataset_root(cfg)
 
 
-def local_command(sweep: Sweep, point: Point, out: Path, tracking: Sequence[str]) -> list[str]:
-    """The ``mmm run`` command line of a point."""
-    command = [sys.executable, "-m", "mmm_core.cli", "run"]
-    for config in sweep.configs:
-        command += ["--config", config]
-    for item in [*sweep.point_overrides(point), *tracking]:
-        command += ["--set", item]
-    return [*command, "--out", str(out)]
-
-
-def run_local_sweep(
-    sweep: Sweep,
-    out: Path,
-    jobs: int,
-    tracking: SweepTracking,
-    run_ids: Sequence[str],
-    echo: Callable[[str], None] = print,
-) -> list[PointResult]:
-    """Run every point's pipeline with ``mmm run``, `jobs` at a time; results in grid order."""
-    prepare_datasets(sweep)
-    total = len(sweep.points)
-    done = 0
-    lock = threading.Lock()
-
-    def run_point(point: Point, run_id: str) -> PointResult:
-        nonlocal done
-        folder = out / point.folder
-        folder.mkdir(parents=True, exist_ok=True)
-        settings = [
-            "tracking.enabled=true",
-            override("tracking.uri", tracking.uri),
-            override("tracking.experiment", tracking.experiment),
-            override("tracking.run_id", run_id),
-        ]
-        command = local_command(sweep, point, folder, settings)
-        started = time.perf_counter()
-        with open(folder / "sweep.log", "w") as handle:
-            handle.write("$ " + " ".join(command) + "\n")
-            handle.flush()
-            code = subprocess.run(
-                command, stdout=handle, stderr=subprocess.STDOUT, check=False
-            ).returncode
-        seconds = time.perf_counter() - started
-        metrics = final_metrics(read_history(folder / "metrics.jsonl")) if code == 0 else {}
-        status = "FINISHED" if code == 0 else "FAILED"
-        if code != 0:
-            tracking.end_if_running(run_id, "FAILED")
-        value = metrics.get(sweep.metric)
-        shown = "-" if value is None else f"{value:.4f}"
-        with lock:
-            done += 1
-            echo(
-                f"[{done}/{total}] {point.name}: {status} in {seconds:.0f} s, "
-                f"{sweep.metric} {shown}" + ("" if code == 0 else f" (see {folder / 'sweep.log'})")
-            )
-        return PointResult(point, status, run_id, "", metrics, seconds, str(folder))
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(run_point, p, r) for p, r in zip(sweep.points, run_ids, strict=True)]
-        return [f.result() for f in futures]
-
-
-# --------------------------------------------------------------------------- host mode
-
-
-def compile_packages(sweep: Sweep, out: Path) -> dict[tuple[int, int], Path]:
-    """One compiled training pipeline per distinct (stage-1, stage-2) round count."""
-    from kfp import compiler
-
-    from pipelines.training import build_training_pipeline
-
-    packages = {}
-    for cfg in sweep.point_configs:
-        rounds = (cfg.train.stage1_rounds, cfg.train.stage2_rounds)
-        if rounds in packages:
-            continue
-        path = out / f"pipeline-{rounds[0]}x{rounds[1]}.yaml"
-        pipeline = build_training_pipeline(*rounds, name=f"mmm-training-{rounds[0]}x{rounds[1]}")
-        compiler.Compiler().compile(pipeline, str(path))
-        packages[rounds] = path
-    return packages
-
-
-def pipeline_parameters(package: Path) -> set[str]:
-    """The run-time parameter names of a compiled pipeline package."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser when built
-    spec = next(iter(yaml.load_all(package.read_text(), Loader=loader)))
-    return set(spec["root"]["inputDefinitions"]["parameters"])
-
-
-def host_arguments(sweep: Sweep, point: Point, extra: Sequence[str] = ()) -> dict[str, Any]:
-    """The training pipeline's arguments for a point.
-
-    ``config_file`` is the first base file; the other base files become overrides (their
-    leaves, in order); each setting with a named pipeline parameter (`PARAMETER_KEYS`) is
-    passed there as YAML text, the rest in ``overrides``; the round counts are left out (they
-    are compiled into the pipeline). `extra` (``key=value``) comes last.
-    """
-    from mmm_core.steps.start import PARAMETER_KEYS
-
-    if not sweep.configs:
-        raise ConfigError("base.config", "a KFP run needs a config file", str(sweep.grid_file))
-    settings: dict[str, str] = {}
-    for config in sweep.configs[1:]:
-        layer = yaml.safe_load(Path(config).read_text()) or {}
-        settings.update({k: format_value(v) for k, v in flatten(layer).items()})
-    settings.update(_split_overrides([*sweep.point_overrides(point), *extra]))
-    parameter_of = {key: name for name, key in PARAMETER_KEYS.items()}
-    arguments: dict[str, Any] = {"config_file": sweep.configs[0]}
-    rest = []
-    for key, text in settings.items():
-        if key in ROUND_KEYS:
-            continue
-        if key in parameter_of:
-            arguments[parameter_of[key]] = text
-        else:
-            rest.append(f"{key}={text}")
-    arguments["overrides"] = rest
-    return arguments
-
-
-@dataclass(frozen=True)
-class Submission:
-    point: Point
-    kfp_run_id: str
-    url: str
-    mlflow_run_id: str = ""
-
-
-def submit_points(
-    client: Any,
-    sweep: Sweep,
-    packages: Mapping[tuple[int, int], Path],
-    *,
-    kfp_experiment: str,
-    sweep_name: str,
-    run_ids: Sequence[str] = (),
-    host: str = "",
-    namespace: str | None = None,
-    jobs: int = 8,
-) -> list[Submission]:
-    """Submit one KFP run per point, `jobs` at a time, with `client` (a `kfp.Client`).
-
-    The KFP experiment is resolved once, before the parallel submissions (so that threads do
-    not race to create it). Each point's arguments are `host_arguments` plus
-    ``tracking.enabled``, ``tracking.experiment`` and, when `run_ids` are given, the point's
-    pre-created MLflow run id; they are checked against the compiled package's parameters.
-    """
-    experiment = client.create_experiment(kfp_experiment, namespace=namespace)
-    experiment_id = experiment.experiment_id
-    ids = list(run_ids) or [""] * len(sweep.points)
-    parameters = {rounds: pipeline_parameters(path) for rounds, path in packages.items()}
-
-    def submit(point: Point, cfg: Config, run_id: str) -> Submission:
-        extra = ["tracking.enabled=true", override("tracking.experiment", sweep.experiment)]
-        if run_id:
-            extra.append(override("tracking.run_id", run_id))
-        arguments = host_arguments(sweep, point, extra)
-        rounds = (cfg.train.stage1_rounds, cfg.train.stage2_rounds)
-        package = packages[rounds]
-        unknown = set(arguments) - parameters[rounds]
-        if unknown:
-            raise ValueError(f"{package} has no parameters {sorted(unknown)}")
-        result = client.create_run_from_pipeline_package(
-            str(package),
-            arguments=arguments,
-            run_name=f"{point.name} ({sweep_name})",
-            experiment_id=experiment_id,
-            namespace=namespace,
-        )
-        url = f"{host.rstrip('/')}/#/runs/details/{result.run_id}" if host else ""
-        return Submission(point, result.run_id, url, run_id)
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [
-            pool.submit(submit, p, c, r)
-            for p, c, r in zip(sweep.points, sweep.point_configs, ids, strict=True)
-        ]
-        return [f.result() for f in futures]
-
-
-def wait_for_runs(
-    client: Any, submissions: Sequence[Submission], timeout_s: float, jobs: int = 8
-) -> dict[str, str]:
-    """Wait for the KFP runs in parallel; ``{kfp run id: final state (upper case)}``."""
-
-    def wait(submission: Submission) -> tuple[str, str]:
-        try:
-            run = client.wait_for_run_completion(submission.kfp_run_id, timeout=timeout_s)
-        except TimeoutError:
-            return submission.kfp_run_id, "TIMEOUT"
-        return submission.kfp_run_id, str(getattr(run, "state", "") or "UNKNOWN").upper()
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return dict(pool.map(wait, submissions))
-
-
-def run_host_sweep(
-    client: Any,
-    sweep: Sweep,
-    out: Path,
-    *,
-    sweep_name: str,
-    tracking: SweepTracking | None,
-    run_ids: Sequence[str] = (),
-    host: str = "",
-    namespace: str | None = None,
-    kfp_experiment: str | None = None,
-    wait: bool = False,
-    timeout_s: float = 7 * 24 * 3600,
-    jobs: int = 8,
-    packages: Mapping[tuple[int, int], Path] | None = None,
-    echo: Callable[[str], None] = print,
-) -> list[PointResult] | None:
-    """Compile (unless `packages` holds the compiled pipeline per round count), submit every
-    point, write ``SWEEP/submissions.json``; with `wait`, wait and return the results (metrics
-    from MLflow), else None."""
-    if packages is None:
-        packages = compile_packages(sweep, out)
-    submissions = submit_points(
-        client,
-        sweep,
-        packages,
-        kfp_experiment=kfp_experiment or sweep.experiment,
-        sweep_name=sweep_name,
-        run_ids=run_ids,
-        host=host,
-        namespace=namespace,
-        jobs=jobs,
-    )
-    for s in submissions:
-        echo(f"submitted {s.point.name}: KFP run {s.kfp_run_id} {s.url}".rstrip())
-    record = [
-        {
-            "index": s.point.index,
-            "point": s.point.name,
-            "values": s.point.values,
-            "kfp_run_id": s.kfp_run_id,
-            "url": s.url,
-            "mlflow_run_id": s.mlflow_run_id,
-        }
-        for s in submissions
-    ]
-    (out / "submissions.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
-    if not wait:
-        return None
-    echo(f"waiting for {len(submissions)} runs ...")
-    states = wait_for_runs(client, submissions, timeout_s, jobs)
-    results = []
-    for s in submissions:
-        state = states[s.kfp_run_id]
-        metrics: dict[str, float] = {}
-        if tracking is not None and s.mlflow_run_id:
-            if state not in SUCCEEDED:
-                tracking.end_if_running(s.mlflow_run_id, "FAILED")
-            metrics = tracking.run_state(s.mlflow_run_id)[1]
-        echo(f"{s.point.name}: {state}")
-        results.append(PointResult(s.point, state, s.mlflow_run_id, s.kfp_run_id, metrics))
-    return results
-
-
-# --------------------------------------------------------------------------- the command
-
-
 def write_leaderboard(
     results: Sequence[PointResult], sweep: Sweep, out: Path
 ) -> tuple[str, list[Path]]:
@@ -898,149 +606,3 @@ def write_leaderboard(
     md.write_text(title + table)
     table_csv.write_text(leaderboard_csv(ranked, list(sweep.grid), sweep.metric))
     return table, [md, table_csv]
-
-
-def _describe(sweep: Sweep, echo: Callable[[str], None], host: bool) -> None:
-    echo(
-        f"{sweep.grid_file}: {len(sweep.points)} points, experiment {sweep.experiment!r}, "
-        f"leaderboard by {sweep.metric}"
-    )
-    echo(f"  configs: {' '.join(sweep.configs) or '(defaults)'}")
-    if sweep.overrides:
-        echo(f"  fixed:   {' '.join(sweep.overrides)}")
-    for point, cfg in zip(sweep.points, sweep.point_configs, strict=True):
-        echo(f"  [{point.index}] {point.name}")
-        if host:
-            rounds = f"{cfg.train.stage1_rounds}x{cfg.train.stage2_rounds}"
-            arguments = json.dumps(host_arguments(sweep, point))
-            echo(f"      pipeline-{rounds}.yaml, arguments: {arguments}")
-        else:
-            echo(f"      --set {' --set '.join(point.overrides)}")
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--grid", required=True, metavar="YAML", help="grid file")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--local", action="store_true", help="run the points on this machine")
-    mode.add_argument("--host", metavar="URL", help="submit the points to this KFP host")
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        help="points run at once (--local, default 1) or submitted at once (--host, default 8)",
-    )
-    parser.add_argument(
-        "--out", help="sweep folder (default runs/sweeps/sweep-<grid>-<time>)", default=None
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a field for every point, after base.set (repeatable)",
-    )
-    parser.add_argument("--experiment", help="MLflow experiment (default: the grid file's)")
-    parser.add_argument("--metric", help="leaderboard key, higher is better (default mAP)")
-    parser.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI as seen from here (default: config, MLFLOW_TRACKING_URI, "
-        "then --local: SWEEP/mlflow.db)",
-    )
-    parser.add_argument("--namespace", help="KFP namespace (multi-user deployments)")
-    parser.add_argument("--kfp-experiment", help="KFP experiment (default: the MLflow one)")
-    parser.add_argument("--wait", action="store_true", help="--host: wait, then leaderboard")
-    parser.add_argument(
-        "--timeout", type=float, default=7 * 24 * 3600, help="--wait limit in seconds"
-    )
-    parser.add_argument("--dry-run", action="store_true", help="print the points and stop")
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
-def main(args: argparse.Namespace) -> int:
-    sweep = load_sweep(args.grid, args.overrides, experiment=args.experiment, metric=args.metric)
-    if args.dry_run:
-        _describe(sweep, print, host=bool(args.host))
-        return 0
-    if not (args.local or args.host):
-        return _fail("choose --local or --host URL (or --dry-run)")
-    if args.jobs is not None and args.jobs < 1:
-        return _fail("--jobs must be >= 1")
-    sweep_name = _sweep_name(sweep)
-    out = Path(args.out) if args.out else Path("runs") / "sweeps" / sweep_name
-    if any((out / p.folder).exists() for p in sweep.points):
-        return _fail(f"{out} already holds this sweep's points; choose another --out")
-    uri = resolve_tracking_uri(
-        args.tracking_uri, sweep.point_configs[0], out if args.local else None
-    )
-    if args.host and not uri:
-        if args.wait:
-            return _fail("--wait needs an MLflow tracking URI (--tracking-uri) for the leaderboard")
-        print(
-            "no MLflow tracking URI here (--tracking-uri or MLFLOW_TRACKING_URI): the runs log "
-            "to the pods' MLFLOW_TRACKING_URI and no leaderboard is made",
-            file=sys.stderr,
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    # Everything that can fail before the runs start, before any MLflow run is created.
-    packages = None
-    if args.local:
-        prepare_datasets(sweep)
-    else:
-        for point in sweep.points:
-            host_arguments(sweep, point)
-        packages = compile_packages(sweep, out)
-    tracking = None
-    run_ids: list[str] = []
-    if uri:
-        artifacts = (out / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
-        tracking = SweepTracking(uri, sweep.experiment, artifacts)
-        run_ids = tracking.open(sweep, sweep_name)
-        print(
-            f"sweep {sweep_name}: {len(sweep.points)} points, MLflow experiment "
-            f"{sweep.experiment!r} at {uri} (parent run {tracking.parent_run_id})"
-        )
-    started = time.perf_counter()
-    try:
-        if args.local:
-            assert tracking is not None
-            results = run_local_sweep(sweep, out, args.jobs or 1, tracking, run_ids)
-        else:
-            import kfp
-
-            namespace = {"namespace": args.namespace} if args.namespace else {}
-            results = run_host_sweep(
-                kfp.Client(host=args.host, **namespace),
-                sweep,
-                out,
-                sweep_name=sweep_name,
-                tracking=tracking,
-                run_ids=run_ids,
-                host=args.host,
-                namespace=args.namespace,
-                kfp_experiment=args.kfp_experiment,
-                wait=args.wait,
-                timeout_s=args.timeout,
-                jobs=args.jobs or 8,
-                packages=packages,
-            )
-    except BaseException:
-        if tracking is not None:  # no run is left RUNNING by an interrupted sweep
-            tracking.abort(run_ids)
-        raise
-    if results is None:  # submitted, not waited for
-        print(f"submitted {len(sweep.points)} runs; record in {out / 'submissions.json'}")
-        if tracking is not None:
-            tracking.close([], sweep.metric, [out / "submissions.json"])
-        return 0
-    table, files = write_leaderboard(results, sweep, out)
-    if tracking is not None:
-        tracking.close(rank_results(results, sweep.metric), sweep.metric, files)
-    elapsed = time.perf_counter() - started
-    print(f"\nleaderboard ({sweep.metric}, best first), {elapsed:.0f} s; files in {out}:")
-    print(table, end="")
-    return 0 if all(r.status in SUCCEEDED for r in results) else 1

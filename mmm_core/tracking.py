@@ -46,8 +46,10 @@ __all__ = [
     "check_server",
     "finite_metrics",
     "flatten_params",
+    "local_store_uri",
     "make_tracker",
     "metric_key",
+    "resolve_tracking_uri",
 ]
 
 log = logging.getLogger(__name__)
@@ -473,6 +475,12 @@ class MlflowTracker:
         with self._errors(f"reading run {run_id}") as client:
             return dict(client.get_run(run_id).data.metrics)
 
+    def get_run_status(self, run_id: str | None = None) -> str:
+        """The status of `run_id` (default: this tracker's run): RUNNING, FINISHED, FAILED, ..."""
+        run_id = run_id or self._require_run()
+        with self._errors(f"reading run {run_id}") as client:
+            return str(client.get_run(run_id).info.status)
+
     # -- models
 
     def log_model(
@@ -578,6 +586,20 @@ class MlflowTracker:
 # --------------------------------------------------------------------------- factory
 
 
+def local_store_uri(run_dir: str | os.PathLike[str]) -> str:
+    """``sqlite:///<run_dir>/mlflow.db`` (absolute): the embedded store of a run folder."""
+    return f"sqlite:///{(Path(run_dir) / 'mlflow.db').resolve()}"
+
+
+def resolve_tracking_uri(uri: str = "", run_dir: str | os.PathLike[str] | None = None) -> str:
+    """The MLflow tracking URI to use: `uri`, else $MLFLOW_TRACKING_URI, else, when a run folder
+    is given, its local SQLite store (`local_store_uri`); "" when there is none."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri and run_dir is not None:
+        uri = local_store_uri(run_dir)
+    return uri
+
+
 def make_tracker(
     enabled: bool,
     uri: str,
@@ -586,22 +608,21 @@ def make_tracker(
 ) -> Tracker:
     """The tracker for a config's ``tracking`` section.
 
-    Disabled -> `NullTracker`. Otherwise the URI is `uri`, else $MLFLOW_TRACKING_URI, else a
-    local SQLite store ``sqlite:///<run_dir>/mlflow.db`` with artifacts in
-    ``<run_dir>/mlartifacts`` (`run_dir` is then required).
+    Disabled -> `NullTracker`. Otherwise the URI is `resolve_tracking_uri(uri, run_dir)`: `uri`,
+    else $MLFLOW_TRACKING_URI, else a local SQLite store ``sqlite:///<run_dir>/mlflow.db`` with
+    artifacts in ``<run_dir>/mlartifacts`` (`run_dir` is then required).
     """
     if not enabled:
         return NullTracker()
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    artifact_location = None
+    uri = resolve_tracking_uri(uri, run_dir)
     if not uri:
-        if run_dir is None:
-            raise TrackingError(
-                "tracking is on but no URI is configured: set tracking.uri or "
-                "MLFLOW_TRACKING_URI, or give a run folder for a local SQLite store"
-            )
+        raise TrackingError(
+            "tracking is on but no URI is configured: set tracking.uri or "
+            "MLFLOW_TRACKING_URI, or give a run folder for a local SQLite store"
+        )
+    artifact_location = None
+    if run_dir is not None and uri == local_store_uri(run_dir):
         folder = Path(run_dir).resolve()
         folder.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{folder / 'mlflow.db'}"
         artifact_location = (folder / "mlartifacts").as_uri()
     return MlflowTracker(uri, experiment, artifact_location=artifact_location)

@@ -1,4 +1,4 @@
-"""``mmm run``: the training pipeline executed on this machine by ``kfp.local.SubprocessRunner``.
+"""The training pipeline executed on this machine by ``kfp.local.SubprocessRunner`` (``mmm run``).
 
 The same pipeline function a cluster runs, with every step as a subprocess of the current
 Python environment: no Kubernetes, no Docker, no servers. Step output is kept in
@@ -6,19 +6,17 @@ Python environment: no Kubernetes, no Docker, no servers. Step output is kept in
 copied to ``RUN/metrics.jsonl`` (the same keys as ``mmm train``).
 """
 
-import argparse
 import contextlib
-import json
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 
-from mmm_core.config import dump_config, load_config
-from mmm_core.engine.cli import add_config_arguments
+from mmm_core.config import dump_config
+from mmm_core.engine.rounds import parse_rows
+from mmm_core.tracking import resolve_tracking_uri
 
-__all__ = ["configure_parser", "main", "run_local"]
+__all__ = ["run_local"]
 
 
 def _resolve_paths(cfg):
@@ -43,9 +41,9 @@ class _HistoryWatcher(threading.Thread):
         histories = sorted(self.pipeline_root.glob("*/*/new_history"), key=os.path.getmtime)
         if not histories:
             return
-        lines = histories[-1].read_text().splitlines()
-        while self.printed < len(lines):
-            self.emit(json.loads(lines[self.printed]))
+        rows = parse_rows(histories[-1])  # ValueError while a line is half written: next poll
+        while self.printed < len(rows):
+            self.emit(rows[self.printed])
             self.printed += 1
 
     def run(self) -> None:
@@ -98,9 +96,8 @@ def run_local(cfg, out: Path, echo=None) -> list[dict]:
 
     out.mkdir(parents=True, exist_ok=True)
     cfg = _resolve_paths(cfg)
-    if cfg.tracking.enabled and not (cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")):
-        # The embedded default: a local SQLite store in the run folder, no server.
-        cfg = cfg.replace(**{"tracking.uri": f"sqlite:///{(out / 'mlflow.db').resolve()}"})
+    if cfg.tracking.enabled:  # default: the embedded SQLite store in the run folder, no server
+        cfg = cfg.replace(**{"tracking.uri": resolve_tracking_uri(cfg.tracking.uri, out)})
     config_path = (out / "config.yaml").resolve()
     dump_config(cfg, config_path)
     pipeline_root = (out / "pipeline_root").resolve()
@@ -132,29 +129,4 @@ def run_local(cfg, out: Path, echo=None) -> list[dict]:
         history = Path(task.output.path)
         watcher.poll()
     (out / "metrics.jsonl").write_text(history.read_text())
-    return [json.loads(line) for line in history.read_text().splitlines()]
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--out", required=True, help="run folder")
-
-
-def main(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
-    started = time.perf_counter()
-    out = Path(args.out)
-    try:
-        rows = run_local(cfg, out)
-    except Exception as err:  # the pipeline's own error names the failing task
-        print(f"error: the pipeline failed: {err}\nsee {out / 'pipeline.log'}", file=sys.stderr)
-        return 1
-    elapsed = time.perf_counter() - started
-    print(f"pipeline finished: {len(rows)} rounds in {elapsed:.0f} s; history in {out}")
-    final = next((r for r in reversed(rows) if r.get("rank1") is not None), None)
-    if final:
-        print(
-            f"final model (last round): R1 {100 * final['rank1']:.2f}  "
-            f"mAP {100 * final['mAP']:.2f}  mINP {100 * final['mINP']:.2f}"
-        )
-    return 0
+    return parse_rows(out / "metrics.jsonl")

@@ -77,7 +77,8 @@ def test_branching_from_the_trunk_equals_training_from_scratch(
     for variant in ("cmc", "mmlm-k1"):
         cfg = accuracy.variant_config("sysu", variant, 5, plan, micro_base)
         scratch = accuracy._train(cfg, tmp_path / f"scratch-{variant}")
-        assert [r["stage"] for r in scratch] == [1, 1] if variant == "cmc" else [1, 2]
+        expected_stages = [1, 1] if variant == "cmc" else [1, 2]
+        assert [r["stage"] for r in scratch] == expected_stages
         for a, b in zip(branched[variant], scratch, strict=True):
             for key in (
                 "mAP",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mmm_core.cli import main
+from mmm_cli.main import main
 
 
 @pytest.mark.slow

@@ -16,24 +16,26 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from mmm_core.cli import main as cli_main
+from mmm_cli.main import main as cli_main
 from mmm_core.config import ConfigError, apply_overrides, load_config
 from mmm_core.steps.start import PARAMETER_KEYS, parameter_overrides
 from mmm_core.sweep import (
     Point,
     PointResult,
-    compile_packages,
     expand_grid,
     final_metrics,
     format_leaderboard,
     format_value,
-    host_arguments,
     leaderboard_csv,
     load_sweep,
-    local_command,
-    pipeline_parameters,
     point_names,
     rank_results,
+)
+from pipelines.sweep import (
+    compile_packages,
+    host_arguments,
+    local_command,
+    pipeline_parameters,
     run_host_sweep,
 )
 
@@ -196,7 +198,7 @@ def test_local_command_runs_mmm_run_with_every_override(tmp_path: Path) -> None:
     sweep = load_sweep(write_grid(tmp_path, tiny_grid()))
     point = sweep.points[1]
     command = local_command(sweep, point, tmp_path / "p", ["tracking.run_id=abc"])
-    assert command[1:4] == ["-m", "mmm_core.cli", "run"]
+    assert command[1:4] == ["-m", "mmm_cli", "run"]
     assert command[command.index("--config") + 1] == TINY
     sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
     assert sets == [
@@ -454,7 +456,7 @@ rows = [{"round": 0, "mAP": 0.1, "rank1": 0.2}, {"round": 1, "mAP": 0.1 * index,
 
 
 def test_local_sweep_runs_points_in_parallel_and_reads_their_history(tmp_path, monkeypatch):
-    from mmm_core import sweep as module
+    from pipelines import sweep as module
 
     data = tiny_grid()
     data["base"]["set"]["data.synthetic.enabled"] = False

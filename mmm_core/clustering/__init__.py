@@ -9,11 +9,11 @@ re-exported here (that would shadow the modules): import them as
 from .cmc import JointClustering, cmc_joint_labels, joint_centres
 from .dbscan import dbscan_labels, renumber_labels
 from .jaccard import jaccard_distance
-from .subcluster import MultiMemory
+from .subcluster import SubClusters
 
 __all__ = [
     "JointClustering",
-    "MultiMemory",
+    "SubClusters",
     "cmc_joint_labels",
     "dbscan_labels",
     "jaccard_distance",

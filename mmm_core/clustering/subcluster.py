@@ -29,15 +29,16 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MultiMemory", "subcluster"]
+__all__ = ["SubClusters", "subcluster"]
 
 _GROUP_ELEMENTS = 1 << 24  # padded (clusters x members x dim) floats per batch (64 MB)
 _GROUP_WIDTH_GROWTH = 1.3  # a batch's largest cluster is at most 1.3x its smallest (or 8)
 
 
 @dataclass(frozen=True)
-class MultiMemory:
-    """K memories per cluster.
+class SubClusters:
+    """The result of `subcluster`: up to K sub-cluster centres per cluster (the initial
+    memories of a `mmm_core.memory.MultiMemory` bank).
 
     Attributes:
         centres: (C, K, d) float32, L2-normalised valid slots, zeros elsewhere.
@@ -57,11 +58,6 @@ class MultiMemory:
     def num_slots(self) -> int:
         return int(self.centres.shape[1])
 
-    def mean_memory(self) -> torch.Tensor:
-        """(C, d) normalised mean of each cluster's valid slots (a single memory)."""
-        weights = self.mask.to(self.centres.dtype)
-        return F.normalize((self.centres * weights[..., None]).sum(dim=1), dim=1)
-
 
 def subcluster(
     features: torch.Tensor | np.ndarray,
@@ -70,7 +66,7 @@ def subcluster(
     *,
     iters: int = 20,
     generator: torch.Generator | None = None,
-) -> MultiMemory:
+) -> SubClusters:
     """Split each cluster into ``min(k, |c|)`` sub-clusters by batched spherical k-means.
 
     Args:
@@ -82,7 +78,7 @@ def subcluster(
         generator: CPU ``torch.Generator`` for the initialisation; ``None`` means seed 0.
 
     Returns:
-        :class:`MultiMemory` on the features' device.
+        :class:`SubClusters` on the features' device.
     """
     if k < 1 or iters < 1:
         raise ValueError(f"k and iters must be >= 1, got k={k}, iters={iters}")
@@ -107,7 +103,7 @@ def subcluster(
     assignment = torch.full((n,), -1, dtype=torch.int64, device=device)
     occupied = torch.zeros(num_clusters, k, dtype=torch.bool, device=device)
     if num_clusters == 0:
-        return MultiMemory(centres, occupied, assignment)
+        return SubClusters(centres, occupied, assignment)
 
     # Members of each cluster ordered by key: the first K_c are the initial centres.
     clustered = np.flatnonzero(labels_np >= 0)
@@ -207,7 +203,7 @@ def _compact(
     assignment: torch.Tensor,
     labels: np.ndarray,
     device: torch.device,
-) -> MultiMemory:
+) -> SubClusters:
     """Move occupied slots to the front of each cluster (stable) and renumber assignments."""
     k = centres.shape[1]
     # Stable order: occupied slots first, by slot index.
@@ -219,4 +215,4 @@ def _compact(
     clustered = labels_t >= 0
     new_assignment = assignment.clone()
     new_assignment[clustered] = rank[labels_t[clustered], assignment[clustered]]
-    return MultiMemory(new_centres, new_mask, new_assignment)
+    return SubClusters(new_centres, new_mask, new_assignment)

@@ -1,13 +1,12 @@
-"""``mmm data``: check a dataset folder with the real readers and print its statistics."""
+"""Dataset statistics read with the real readers (what ``mmm data`` prints)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from mmm_core.data import FORMATS, regdb, sysu, train_manifest
+from mmm_core.data import regdb, sysu, train_manifest
 
-__all__ = ["configure_parser", "dataset_statistics", "main"]
+__all__ = ["dataset_statistics"]
 
 
 def dataset_statistics(format: str, root: str | Path, trial: int = 1) -> dict[str, int]:
@@ -26,18 +25,3 @@ def dataset_statistics(format: str, root: str | Path, trial: int = 1) -> dict[st
             stats[f"test_{modality}_images"] = len(paths)
             stats[f"test_{modality}_ids"] = len(set(pids.tolist()))
     return stats
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=FORMATS, required=True, help="dataset layout")
-    parser.add_argument("--root", required=True, help="dataset root folder")
-    parser.add_argument("--trial", type=int, default=1, help="RegDB trial (1..10)")
-
-
-def main(args: argparse.Namespace) -> int:
-    stats = dataset_statistics(args.format, args.root, args.trial)
-    width = max(len(k) for k in stats)
-    print(f"{args.format} dataset at {args.root}")
-    for key, value in stats.items():
-        print(f"  {key:<{width}}  {value:>7}")
-    return 0

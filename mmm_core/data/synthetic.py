@@ -21,12 +21,10 @@ was generated (format, preset, ids, seed), never any ground truth.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,12 +53,10 @@ __all__ = [
     "SynthPreset",
     "SynthSummary",
     "SysuPlan",
-    "configure_parser",
     "contact_sheet",
     "generate_regdb",
     "generate_sysu",
     "identity_traits",
-    "main",
     "render_identity",
     "stale_reason",
     "sysu_plan",
@@ -571,47 +567,3 @@ def contact_sheet(root: str | Path, pids: Sequence[int], zoom: int = 2) -> Image
         rows.append(np.full((2, rows[-1].shape[1], 3), 255, dtype=np.uint8))
     sheet = Image.fromarray(np.concatenate(rows[:-1], axis=0))
     return sheet.resize((sheet.width * zoom, sheet.height * zoom), Image.Resampling.NEAREST)
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``mmm synth``."""
-    parser.add_argument(
-        "--format", choices=("sysu", "regdb"), required=True, help="dataset layout to write"
-    )
-    parser.add_argument("--out", type=Path, required=True, help="dataset root (new or empty)")
-    parser.add_argument(
-        "--ids",
-        type=int,
-        default=None,
-        help="number of identities (default: the preset's, tiny 24, bench 200)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
-    parser.add_argument(
-        "--preset",
-        choices=tuple(PRESETS),
-        default="tiny",
-        help="tiny: 64x32 crops, few images; bench: 128x64, many images",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a dataset already generated in --out"
-    )
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run ``mmm synth``: generate, then print a short summary. Returns the exit code."""
-    preset = PRESETS[args.preset]
-    ids = preset.default_ids if args.ids is None else args.ids
-    generate = generate_sysu if args.format == "sysu" else generate_regdb
-    try:
-        summary = generate(
-            args.out, ids, args.seed, preset, overwrite=args.overwrite, progress=True
-        )
-    except (FileExistsError, ValueError) as error:
-        print(f"mmm synth: error: {error}", file=sys.stderr)
-        return 2
-    for line in summary.lines():
-        print(line)
-    return 0

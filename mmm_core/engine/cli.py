@@ -6,28 +6,10 @@ import argparse
 import sys
 import time
 
+from mmm_core.arguments import add_config_arguments
 from mmm_core.config import load_config
 
-__all__ = ["add_config_arguments", "configure_parser", "main"]
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """--config (repeatable, composed in order) and --set key.path=value (repeatable)."""
-    parser.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="YAML",
-        help="config file; repeat to compose (later files win)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one field, e.g. --set cluster.eps=0.5 (repeatable)",
-    )
+__all__ = ["configure_parser", "main"]
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

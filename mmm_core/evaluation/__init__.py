@@ -4,7 +4,6 @@
 - `protocols`: `evaluate_sysu`, `evaluate_regdb` over an extractor, `ProtocolResult`;
 - `diagnostics`: ARI / NMI of pseudo-labels, cross-modality correspondence accuracy;
 - `visualize`: ranked-list grid and HTML page, CMC curve;
-- `cli`: the ``mmm evaluate`` subcommand.
 """
 
 from mmm_core.evaluation.diagnostics import correspondence_diagnostics, pseudo_label_diagnostics

@@ -137,15 +137,6 @@ class TrialMetrics:
         return {"trial": self.trial, "cmc": list(self.cmc), "mAP": self.mAP, "mINP": self.mINP}
 
     @classmethod
-    def from_dict(cls, data: dict) -> TrialMetrics:
-        return cls(
-            trial=int(data["trial"]),
-            cmc=tuple(float(v) for v in data["cmc"]),
-            mAP=float(data["mAP"]),
-            mINP=float(data["mINP"]),
-        )
-
-    @classmethod
     def from_metrics(cls, trial: int, cmc: np.ndarray, mAP: float, mINP: float) -> TrialMetrics:
         return cls(trial, tuple(float(v) for v in cmc), float(mAP), float(mINP))
 
@@ -223,21 +214,6 @@ class ProtocolResult:
             },
         }
         return json.dumps(data, indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> ProtocolResult:
-        """Inverse of `to_json` (means are recomputed from the trials)."""
-        data = json.loads(text)
-        if data.get("format") != _JSON_FORMAT:
-            raise ValueError(
-                f"not an evaluation result: format {data.get('format')!r}, "
-                f"expected {_JSON_FORMAT!r}"
-            )
-        result = cls()
-        for setting, entry in data["settings"].items():
-            for trial in entry["trials"]:
-                result.add(setting, TrialMetrics.from_dict(trial))
-        return result
 
     def _trials(self, setting: str) -> list[TrialMetrics]:
         if not self.settings.get(setting):

@@ -86,7 +86,7 @@ class ClusterMemory(_ResizableBuffers):
 
     Args:
         num_features: feature dimension ``d``.
-        temperature: ``tau`` of `logits`.
+        temperature: ``tau`` of the cluster logits ``f M^T / tau`` (the losses read it here).
         momentum: ``mu`` of `update` (weight of the old memory; 0.1 by default, i.e. the
             new feature dominates, as in cluster contrast).
 
@@ -130,7 +130,3 @@ class ClusterMemory(_ResizableBuffers):
             clusters = labels[wave]
             blended = self.momentum * self.vectors[clusters] + keep * features[wave]
             self.vectors.index_copy_(0, clusters, F.normalize(blended, dim=1))
-
-    def logits(self, features: Tensor) -> Tensor:
-        """``f M^T / tau``: ``(B, d) -> (B, C)``; differentiable in ``features`` only."""
-        return features @ self.vectors.to(features.dtype).t() / self.temperature

@@ -109,14 +109,6 @@ class MultiMemory(_ResizableBuffers):
         self.vectors = vectors * mask.unsqueeze(2).to(vectors.dtype)
         self.mask = mask.clone()
 
-    def slot_logits(self, features: Tensor) -> Tensor:
-        """``f . m_{c,k} / tau``: ``(B, d) -> (B, C, K)``, ``-inf`` at invalid slots."""
-        return slot_similarities(features, self.vectors, self.mask) / self.temperature
-
-    def logits(self, features: Tensor) -> Tensor:
-        """Cluster logits ``max_k f . m_{c,k} / tau``: ``(B, d) -> (B, C)``."""
-        return multi_memory_logits(features, self.vectors, self.mask, self.temperature)
-
     def mean_memories(self) -> Tensor:
         """L2-normalised mean of each cluster's valid slots: ``(C, d)``."""
         weights = self.mask.unsqueeze(2).to(self.vectors.dtype)

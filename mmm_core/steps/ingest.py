@@ -43,8 +43,6 @@ checkpoint.pt, an empty history (metrics.jsonl).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import json
 import logging
 import os
@@ -55,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mmm_core import storage
 from mmm_core.data.manifest import IMAGE_SUFFIXES
 
 __all__ = [
@@ -78,7 +77,6 @@ log = logging.getLogger(__name__)
 STATE_FOLDER = ".mmm"
 STATE_VERSION = 1
 CHAMPION = "champion"
-_CHUNK = 1 << 20
 
 
 # --------------------------------------------------------------------------- pure decisions
@@ -189,14 +187,6 @@ def _is_image(relative: str) -> bool:
     return PurePosixPath(relative).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def list_images(root: str | os.PathLike[str]) -> dict[str, str]:
     """``{relative POSIX path: fingerprint}`` of the images under a dataset root.
 
@@ -204,8 +194,6 @@ def list_images(root: str | os.PathLike[str]) -> dict[str, str]:
     downloaded). A local folder: fingerprint = MD5 of the file. Raises StorageError (S3) or
     FileNotFoundError (a missing local folder).
     """
-    from mmm_core import storage
-
     if storage.is_remote(root):
         return _list_s3(str(root))
     folder = Path(root)
@@ -215,29 +203,13 @@ def list_images(root: str | os.PathLike[str]) -> dict[str, str]:
     for path in folder.rglob("*"):
         relative = path.relative_to(folder).as_posix()
         if path.is_file() and _is_image(relative):
-            found[relative] = _file_md5(path)
+            found[relative] = storage.file_md5(path)
     return dict(sorted(found.items()))
 
 
 def _list_s3(uri: str) -> dict[str, str]:
-    from minio.error import S3Error
-
-    from mmm_core import storage
-
-    bucket, prefix = storage.parse_s3_uri(uri)
-    client = storage.client_from_env()
-    found = {}
-    try:
-        listing = client.list_objects(bucket, prefix=f"{prefix}/" if prefix else "", recursive=True)
-        for item in listing:
-            relative = item.object_name[len(prefix) + 1 :] if prefix else item.object_name
-            if not item.is_dir and _is_image(relative):
-                found[relative] = str(item.etag or "").strip('"')
-    except S3Error as exc:
-        raise storage.StorageError(
-            f"listing s3://{bucket}/{prefix} failed: {exc.code}: {exc.message}"
-        ) from None
-    return dict(sorted(found.items()))
+    listing = storage.list_objects(uri)
+    return {path: etag for path, etag in sorted(listing.items()) if _is_image(path)}
 
 
 def default_state_uri(data_root: str, model_name: str) -> str:
@@ -248,24 +220,11 @@ def default_state_uri(data_root: str, model_name: str) -> str:
 
 def read_state(uri: str) -> dict[str, Any] | None:
     """The state at `uri` (S3 object or local file), or None when there is none yet."""
-    from mmm_core import storage
-
     if storage.is_remote(uri):
-        from minio.error import S3Error
-
-        bucket, key = storage.parse_s3_uri(uri)
-        client = storage.client_from_env()
-        try:
-            response = client.get_object(bucket, key)
-        except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchObject"):
-                return None
-            raise storage.StorageError(f"reading {uri} failed: {exc.code}: {exc.message}") from None
-        try:
-            text = response.read().decode()
-        finally:
-            response.close()
-            response.release_conn()
+        data = storage.read_bytes(uri)
+        if data is None:
+            return None
+        text = data.decode()
     else:
         path = Path(uri)
         if not path.is_file():
@@ -279,20 +238,9 @@ def read_state(uri: str) -> dict[str, Any] | None:
 
 def write_state(uri: str, state: Mapping[str, Any]) -> None:
     """Write the state atomically: one S3 PUT, or a temporary file renamed into place."""
-    from mmm_core import storage
-
     data = (json.dumps(state, indent=1, sort_keys=True) + "\n").encode()
     if storage.is_remote(uri):
-        from minio.error import S3Error
-
-        bucket, key = storage.parse_s3_uri(uri)
-        client = storage.client_from_env()
-        try:
-            client.put_object(
-                bucket, key, io.BytesIO(data), len(data), content_type="application/json"
-            )
-        except S3Error as exc:
-            raise storage.StorageError(f"writing {uri} failed: {exc.code}: {exc.message}") from None
+        storage.write_bytes(uri, data, content_type="application/json")
         return
     path = Path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,6 @@ Outputs: config.yaml, manifest.tsv, checkpoint.pt (round 0, no optimiser state).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from mmm_core.config import config_to_dict, dump_config, load_config
 from mmm_core.data import train_manifest
 from mmm_core.engine.checkpoint import TrainingState, save_checkpoint
 from mmm_core.engine.loop import build_network, dataset_root, seed_everything, tracker_for
+from mmm_core.tracking import resolve_tracking_uri
 
 __all__ = ["PARAMETER_KEYS", "parameter_overrides", "run"]
 
@@ -72,7 +72,7 @@ def run(
     manifest.write(out_manifest)
     if cfg.tracking.enabled and not cfg.tracking.run_id:
         # One MLflow run per pipeline run: created here; every later step logs to it by id.
-        uri = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+        uri = resolve_tracking_uri(cfg.tracking.uri)
         if not uri:
             raise ValueError(
                 "tracking.enabled is true but no MLflow server is configured: set "

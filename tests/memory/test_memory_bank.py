@@ -100,18 +100,6 @@ def test_reset_normalises_and_copies():
         memory.reset(torch.zeros(3, 5))
 
 
-def test_logits_shape_and_values():
-    centres, features, _ = random_batch(2, clusters=4, batch=3, dim=6)
-    memory = ClusterMemory(6, temperature=0.5)
-    memory.reset(centres)
-    logits = memory.logits(features)
-    assert logits.shape == (3, 4)
-    for b in range(3):
-        for c in range(4):
-            expected = float(features[b] @ F.normalize(centres[c], dim=0)) / 0.5
-            assert abs(float(logits[b, c]) - expected) < 1e-12
-
-
 def test_out_of_range_labels_are_rejected():
     memory = ClusterMemory(2)
     memory.reset(torch.eye(2))

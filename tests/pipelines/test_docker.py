@@ -36,8 +36,11 @@ def test_versions_match_pyproject(dockerfile: Path) -> None:
         assert f"{name}=={version}" in text or "[pipeline," in text, f"{name} pin differs"
     python = PYPROJECT["project"]["requires-python"].removeprefix(">=")
     assert re.search(rf"^FROM python:{re.escape(python)}[-\w]*$", text, re.M), "Python differs"
-    for folder in ("mmm_core", "components", "pipelines", "configs"):
-        assert f"COPY {folder} ./{folder}" in text
+    include = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [pattern.rstrip("*") for pattern in include]
+    assert "mmm_cli" in packages  # the `mmm` command the image runs
+    for folder in (*packages, "configs"):
+        assert f"COPY {folder} ./{folder}" in text, f"the image lacks {folder}/"
 
 
 def test_gpu_image_has_faiss_gpu() -> None:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from pipelines import schedule
+from mmm_cli.commands import schedule
 from pipelines.schedule import parse_params, to_kfp_cron
 
 
@@ -150,7 +150,11 @@ def test_main_refuses_bad_input_before_contacting_kfp(capsys) -> None:
     assert client.calls == []
 
 
-def test_cli_registers_the_command() -> None:
-    from mmm_core.cli import COMMANDS
+def test_mmm_dispatches_to_the_command(capsys) -> None:
+    from mmm_cli.commands import COMMANDS
+    from mmm_cli.main import main
 
-    assert COMMANDS["schedule"][0] == "pipelines.schedule"
+    assert COMMANDS["schedule"] is schedule
+    # A bad cron is refused by the command before any KFP client is made.
+    assert main(["schedule", "--cron", "0 25 * * *", "--host", "http://127.0.0.1:9"]) == 2
+    assert "--cron" in capsys.readouterr().err

@@ -157,7 +157,7 @@ def test_run_skips_below_threshold_without_touching_mlflow(
 
 
 def test_step_cli_ingest(tmp_path: Path, tiny_sysu: Path, capsys) -> None:
-    from mmm_core.cli import main
+    from mmm_cli.main import main
 
     state = tmp_path / "state.json"
     write_state(str(state), {"version": 1, "source": "", "images": list_images(tiny_sysu)})

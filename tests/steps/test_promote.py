@@ -63,7 +63,7 @@ def test_skipped_run_reports_and_commits_nothing(tmp_path: Path) -> None:
 
 
 def test_step_cli_promote(tmp_path: Path, capsys) -> None:
-    from mmm_core.cli import main
+    from mmm_cli.main import main
 
     empty = tmp_path / "empty"
     empty.write_bytes(b"")

@@ -1,14 +1,14 @@
-"""``mmm step NAME ...``: run one pipeline step on files (what each KFP component does)."""
+"""``mmm step NAME ...``: run one pipeline step of `mmm_core.steps` on files (what each KFP
+component does)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
+from types import ModuleType
 
-from mmm_core.steps import STEPS
-from mmm_core.steps.common import write_json
+__all__ = ["HELP", "configure_parser", "main"]
 
-__all__ = ["configure_parser", "main"]
+HELP = "run one pipeline step over files"
 
 # step -> [(argument, help)]; every step also takes --out-metrics.
 ARGUMENTS: dict[str, list[tuple[str, str]]] = {
@@ -75,13 +75,41 @@ ROUND_STEPS = ("cluster", "match", "train")
 CONFIG_STEPS = ("start", "ingest")  # resolve a config from files and overrides
 
 
+def step_modules() -> dict[str, ModuleType]:
+    """Step name -> its module in `mmm_core.steps` (each has a ``run`` function)."""
+    from mmm_core.steps import (
+        cluster,
+        evaluate,
+        extract,
+        ingest,
+        match,
+        promote,
+        register,
+        start,
+        train,
+    )
+
+    return {
+        "start": start,
+        "extract": extract,
+        "cluster": cluster,
+        "match": match,
+        "train": train,
+        "evaluate": evaluate,
+        "register": register,
+        "ingest": ingest,
+        "promote": promote,
+    }
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from mmm_core.arguments import add_config_arguments
+    from mmm_core.steps import STEPS
+
     sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
     for name in STEPS:
         step = sub.add_parser(name, help=f"the {name} step")
         if name in CONFIG_STEPS:
-            from mmm_core.engine.cli import add_config_arguments
-
             add_config_arguments(step)
         if name == "ingest":
             step.add_argument("--rounds", type=int, required=True, help="stage-2 rounds")
@@ -111,7 +139,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    module = importlib.import_module(f"mmm_core.steps.{args.step}")
+    from mmm_core.steps.common import write_json
+
+    module = step_modules()[args.step]
     values = vars(args)
     if args.step == "start":
         metrics = module.run(

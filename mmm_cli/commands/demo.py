@@ -10,19 +10,22 @@ import argparse
 import time
 from pathlib import Path
 
-__all__ = ["configure_parser", "main"]
+__all__ = ["HELP", "configure_parser", "main"]
 
-REPO = Path(__file__).resolve().parents[1]
+HELP = "set up a small synthetic dataset and run the method on it"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from mmm_core.arguments import add_config_arguments
+
     parser.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     parser.add_argument(
         "--config",
         default=str(REPO / "configs" / "synthetic-tiny.yaml"),
         help="config (default: configs/synthetic-tiny.yaml)",
     )
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(parser, config=False)
     parser.add_argument(
         "--in-process", action="store_true", help="run `mmm train` instead of the pipeline"
     )

@@ -1,4 +1,5 @@
-"""The ``mmm evaluate`` subcommand: run a dataset's protocol on features or a checkpoint.
+"""``mmm evaluate``: run a dataset's protocol (`mmm_core.evaluation.protocols`) on features or a
+checkpoint.
 
 Features file format (``--features FILE.npz``, written by `protocols.save_feature_file`):
 - ``paths``: (n,) str, image paths, absolute or relative to ``--root``;
@@ -22,18 +23,22 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    from mmm_core.evaluation import protocols
 
-from mmm_core.evaluation import protocols, visualize
+__all__ = ["HELP", "configure_parser", "main"]
 
-__all__ = ["configure_parser", "main"]
+HELP = "evaluate saved features or a checkpoint"
 
 log = logging.getLogger(__name__)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``mmm evaluate`` options to `parser`."""
+    from mmm_core.arguments import add_config_arguments
+
     parser.description = "Evaluate features or a checkpoint on the SYSU-MM01 or RegDB protocol."
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -82,20 +87,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="L2-normalise the features of --features instead of rejecting unnormalised ones",
     )
-    parser.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        type=Path,
-        help="for --checkpoint: the run's YAML config (model and input size); repeatable",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="for --checkpoint: config override, e.g. data.height=128",
+    add_config_arguments(
+        parser,
+        config_help="for --checkpoint: the run's YAML config (model and input size); repeatable",
+        set_help="for --checkpoint: config override, e.g. data.height=128",
     )
     parser.add_argument(
         "--device", default="auto", help="for --checkpoint: auto (CUDA if present), cpu, cuda"
@@ -111,6 +106,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _features_extractor(args: argparse.Namespace) -> protocols.Extractor:
+    import numpy as np
+
+    from mmm_core.evaluation import protocols
+
     paths, features = protocols.load_feature_file(args.features)
     features = features.astype(np.float32, copy=False)
     if args.normalize:
@@ -165,12 +164,16 @@ def _checkpoint_extractor(args: argparse.Namespace) -> protocols.Extractor:
         cfg.data.width,
     )
 
+    from mmm_core.evaluation import protocols
+
     settings = cfg.replace(**{"train.batch_size_eval": args.batch_size, "eval.flip": flip})
     extract = make_extractor(settings, model, device)
     return protocols.cached_extractor(extract)
 
 
 def _evaluate(args: argparse.Namespace, extract: protocols.Extractor) -> protocols.ProtocolResult:
+    from mmm_core.evaluation import protocols
+
     if args.format == "sysu":
         return protocols.evaluate_sysu(
             extract,
@@ -184,6 +187,8 @@ def _evaluate(args: argparse.Namespace, extract: protocols.Extractor) -> protoco
 
 
 def _ranked_lists(args: argparse.Namespace, extract: protocols.Extractor) -> protocols.RankedLists:
+    from mmm_core.evaluation import protocols
+
     if args.format == "sysu":
         return protocols.sysu_ranked_lists(
             extract,
@@ -201,6 +206,8 @@ def _ranked_lists(args: argparse.Namespace, extract: protocols.Extractor) -> pro
 def _write_outputs(
     args: argparse.Namespace, result: protocols.ProtocolResult, extract: protocols.Extractor
 ) -> None:
+    from mmm_core.evaluation import visualize
+
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(result.to_json() + "\n")
