@@ -35,7 +35,9 @@ def test_versions_match_pyproject(dockerfile: Path) -> None:
         version = pinned(PYPROJECT["project"]["optional-dependencies"]["pipeline"], name)
         assert f"{name}=={version}" in text or "[pipeline," in text, f"{name} pin differs"
     python = PYPROJECT["project"]["requires-python"].removeprefix(">=")
-    assert re.search(rf"^FROM python:{re.escape(python)}[-\w]*$", text, re.M), "Python differs"
+    # an exact patch tag (python:3.11.13-slim-bookworm) or the minor one
+    pattern = rf"^FROM python:{re.escape(python)}(\.\d+)?(-[-\w]*)?$"
+    assert re.search(pattern, text, re.M), "Python differs"
     include = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = [pattern.rstrip("*") for pattern in include]
     assert "mmm_cli" in packages  # the `mmm` command the image runs
