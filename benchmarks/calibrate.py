@@ -38,7 +38,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,27 +101,6 @@ def make_weights(args: argparse.Namespace, world: dict[str, Any], cache: Path) -
     torch.save(state, out)
     Path(f"{out}.json").write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
     return str(out)
-
-
-def chance_map(cfg, root: Path, draws: int) -> float:
-    """mAP of random features on the layout's protocol (mean over `draws` seeds)."""
-    from mmm_core.engine.loop import PRIMARY_SETTING
-    from mmm_core.evaluation.protocols import evaluate_regdb, evaluate_sysu
-
-    values = []
-    for draw in range(draws):
-        rng = np.random.default_rng(draw)
-
-        def extract(paths: list[str], modality: str, rng=rng) -> np.ndarray:
-            features = rng.standard_normal((len(paths), 64)).astype(np.float32)
-            return features / np.linalg.norm(features, axis=1, keepdims=True)
-
-        if cfg.data.format == "sysu":
-            result = evaluate_sysu(extract, root, ("all",), (1,), cfg.eval.trials)
-        else:
-            result = evaluate_regdb(extract, root, cfg.data.trial)
-        values.append(result.summary(PRIMARY_SETTING[cfg.data.format])["mAP"])
-    return float(np.mean(values))
 
 
 def _train(job: tuple[str, list[str], list[str], str]) -> list[dict[str, Any]]:
@@ -209,8 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     ]  # fmt: skip
     from mmm_core.config import load_config
+    from mmm_core.engine.loop import chance_summary
 
-    chance = chance_map(load_config(base, common), root, args.chance_draws)
+    chance = chance_summary(load_config(base, common), root, args.chance_draws)["mAP"]
     with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         supervised, baseline = pool.map(_train, jobs)
     curves = {

@@ -44,6 +44,7 @@ from mmm_core.models import TwoStreamAGW, build_model
 __all__ = [
     "RoundContext",
     "build_trainer",
+    "chance_summary",
     "dataset_root",
     "derive_seed",
     "evaluate_model",
@@ -236,6 +237,29 @@ def evaluate_model(
             extract, root, cfg.eval.sysu_modes, cfg.eval.sysu_shots, cfg.eval.trials
         )
     return evaluate_regdb(extract, root, cfg.data.trial)
+
+
+def chance_summary(cfg: Config, root: Path, draws: int = 5) -> dict[str, float]:
+    """The primary setting's metrics of random features: the chance level of the protocol.
+
+    Each draw gives every image an i.i.d. Gaussian 64-d feature (normalised); the metrics
+    (rank1 ... mINP) are averaged over `draws` draws (seeds 0 .. draws-1).
+    """
+    sums: dict[str, float] = {}
+    for draw in range(draws):
+        rng = np.random.default_rng(draw)
+
+        def extract(paths: list[str], modality: str, rng=rng) -> np.ndarray:
+            features = rng.standard_normal((len(paths), 64)).astype(np.float32)
+            return features / np.linalg.norm(features, axis=1, keepdims=True)
+
+        if cfg.data.format == "sysu":
+            result = evaluate_sysu(extract, root, ("all",), (1,), cfg.eval.trials)
+        else:
+            result = evaluate_regdb(extract, root, cfg.data.trial)
+        for key, value in result.summary(PRIMARY_SETTING[cfg.data.format]).items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+    return {key: value / draws for key, value in sums.items()}
 
 
 @dataclass
