@@ -366,7 +366,7 @@ def training_task(sizes: TrainingSizes, seed: int = 0) -> dict:
 def _training_measurements(sizes: TrainingSizes, seed: int) -> dict:
     import torch
 
-    from mmm_core.engine.targets import RoundTargets
+    from mmm_core.engine.targets import Stage2Targets
     from mmm_core.engine.trainer import Trainer
     from mmm_core.matching.assignment import match_clusters
     from mmm_core.matching.cost import memory_cost
@@ -391,9 +391,7 @@ def _training_measurements(sizes: TrainingSizes, seed: int) -> dict:
     cost = memory_cost(centres_v, mask_v, centres_r, mask_r)
     v2r, r2v = match_clusters(cost)
     weights_v2r, weights_r2v = sca_weights(cost, topk=3, temperature=0.05)
-    targets = RoundTargets(
-        stage=2,
-        feature_dim=dim,
+    targets = Stage2Targets(
         labels_visible=np.zeros(0, np.int64),
         labels_infrared=np.zeros(0, np.int64),
         centres_visible=centres_v.numpy(),

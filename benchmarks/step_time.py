@@ -125,7 +125,7 @@ def data_table(width: int, height: int, image_width: int, warmup: int, iters: in
     from mmm_core.data.datasets import train_loader
     from mmm_core.data.synthetic import generate_sysu
     from mmm_core.data.transforms import train_transforms
-    from mmm_core.engine.targets import RoundTargets
+    from mmm_core.engine.targets import Stage1Targets
     from mmm_core.engine.trainer import Trainer
     from mmm_core.models import build_model
 
@@ -149,9 +149,7 @@ def data_table(width: int, height: int, image_width: int, warmup: int, iters: in
         vectors = rng.standard_normal((count, dim)).astype(np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
-    targets = RoundTargets(
-        stage=1,
-        feature_dim=dim,
+    targets = Stage1Targets(
         labels_visible=labels[0],
         labels_infrared=labels[1],
         centres_visible=centres(int(labels[0].max()) + 1),

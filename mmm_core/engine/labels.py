@@ -24,7 +24,7 @@ from mmm_core.clustering import (
 )
 from mmm_core.clustering.subcluster import subcluster
 from mmm_core.config import Config
-from mmm_core.engine.targets import RoundTargets
+from mmm_core.engine.targets import RoundTargets, Stage1Targets, Stage2Targets
 from mmm_core.evaluation.diagnostics import (
     correspondence_diagnostics,
     cross_modality_information,
@@ -198,11 +198,8 @@ def match_round(
 ) -> RoundTargets:
     """Memory initialisations and cross-modality matching for the train step."""
     labels_v, labels_r = clusters.labels_visible, clusters.labels_infrared
-    dim = features_v.shape[1]
     if stage == 1:
-        targets = RoundTargets(
-            stage=1,
-            feature_dim=dim,
+        targets = Stage1Targets(
             labels_visible=labels_v,
             labels_infrared=labels_r,
             centres_visible=cluster_centres(features_v, labels_v),
@@ -229,9 +226,7 @@ def match_round(
         v2r = np.where(clusters.oracle_v2r >= 0, clusters.oracle_v2r, v2r)
         r2v = np.where(clusters.oracle_r2v >= 0, clusters.oracle_r2v, r2v)
     weights_v2r, weights_r2v = sca_weights(cost, cfg.match.sca_topk, cfg.match.sca_temperature)
-    return RoundTargets(
-        stage=2,
-        feature_dim=dim,
+    return Stage2Targets(
         labels_visible=labels_v,
         labels_infrared=labels_r,
         centres_visible=np.asarray(memory_v.centres, dtype=np.float32),
@@ -275,7 +270,7 @@ def label_diagnostics(
         "nmi_infrared": r["infrared/nmi"],
         "correspondence_accuracy": None,
     }
-    if targets.v2r is not None:
+    if isinstance(targets, Stage2Targets):
         c = correspondence_diagnostics(
             clusters.labels_visible,
             clusters.labels_infrared,
@@ -287,7 +282,7 @@ def label_diagnostics(
         out["correspondence_accuracy"] = c["correspondence/v2r_accuracy"]
         out["correspondence_accuracy_r2v"] = c["correspondence/r2v_accuracy"]
         out["unified_ari"] = c["correspondence/unified_ari"]
-    elif clusters.joint_visible is not None:
+    elif clusters.joint_visible is not None and targets.joint_visible is not None:
         # Stage 1: the CMC joint clusters are the correspondences (a joint cluster with both
         # modalities pairs its visible and infrared members).
         joint_v = np.asarray(targets.joint_visible)

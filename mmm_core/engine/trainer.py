@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mmm_core.engine import distributed
-from mmm_core.engine.targets import RoundTargets
+from mmm_core.engine.targets import RoundTargets, Stage1Targets, Stage2Targets
 from mmm_core.losses import cluster_nce, cross_modality_loss, multi_memory_loss, sca_loss
 from mmm_core.memory import ClusterMemory, MultiMemory
 
@@ -189,7 +189,7 @@ class Trainer:
         """The losses of one iteration of the current stage (`stage1_step` / `stage2_step`)."""
         assert self.memories is not None and self.targets is not None
         forward = self._forward(visible, infrared)
-        if self.targets.stage == 1:
+        if isinstance(self.targets, Stage1Targets):
             return self.stage1_step(forward)
         return self.stage2_step(forward)
 
@@ -221,7 +221,7 @@ class Trainer:
     def stage2_step(self, forward: _Forward) -> StepOutput:
         """MMLM + SCA: ``L_MML^v + L_MML^r + lambda_cross L_cross + lambda_sca L_SCA``."""
         memories, targets, tau = self.memories, self.targets, self.temperature
-        assert memories is not None and targets is not None
+        assert memories is not None and isinstance(targets, Stage2Targets)
         mem_v, mem_r = memories.visible, memories.infrared
         assert isinstance(mem_v, MultiMemory) and isinstance(mem_r, MultiMemory)
         f_v, f_r, y_v, y_r = (
@@ -324,7 +324,7 @@ def build_memories(
         return torch.as_tensor(array, device=device)
 
     dim = targets.feature_dim
-    if targets.stage == 1:
+    if isinstance(targets, Stage1Targets):
         visible = ClusterMemory(dim, temperature, momentum).to(device)
         visible.reset(tensor(targets.centres_visible))
         infrared = ClusterMemory(dim, temperature, momentum).to(device)

@@ -12,8 +12,8 @@ checkpoint     ``checkpoint.pt``: `mmm_core.engine.checkpoint.TrainingState` (mo
 features       ``features.npz``: ``visible`` (N_v, d) and ``infrared`` (N_r, d) float32,
                L2-normalised, flip-averaged, rows in the manifest's per-modality order.
 labels         ``labels.npz``: `mmm_core.engine.labels.ClusterOutput` (int64, -1 = noise).
-targets        ``targets.npz``: `mmm_core.engine.targets.RoundTargets` (memories, matching,
-               SCA weights).
+targets        ``targets.npz``: `mmm_core.engine.targets.Stage1Targets` / `Stage2Targets`
+               (memories, matching, SCA weights).
 metrics        ``metrics.json``: a flat JSON object of numbers (null where undefined).
 decision       ``decision.json`` (retraining): `mmm_core.steps.ingest.Decision`, whether the run
                trains, why, the image counts, the champion it warm-starts from, the MLflow run.

@@ -24,7 +24,7 @@ from mmm_core.engine.loop import (
     state_of,
     train_one_round,
 )
-from mmm_core.engine.targets import RoundTargets
+from mmm_core.engine.targets import load_targets
 from mmm_core.steps.common import read_config, write_json
 
 __all__ = ["run"]
@@ -49,7 +49,7 @@ def run(
         device = resolve_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
     root = dataset_root(cfg)
     manifest = Manifest.read(manifest_path, root)
-    targets = RoundTargets.load(targets_path)
+    targets = load_targets(targets_path)
     state = load_checkpoint(checkpoint_path, map_location=device)
     if state.next_round != round_index:
         raise ValueError(

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mmm_core.engine.checkpoint import TrainingState, load_checkpoint, save_checkpoint
-from mmm_core.engine.targets import RoundTargets
+from mmm_core.engine.targets import Stage1Targets, Stage2Targets, load_targets
 from mmm_core.engine.trainer import LossWeights, Trainer
 from mmm_core.memory import MultiMemory
 from mmm_core.models import build_model
@@ -25,13 +25,11 @@ def batches(labels: np.ndarray, views: int, count: int, seed: int):
         yield images, torch.as_tensor(labels[index.numpy()]), index
 
 
-def stage1_targets() -> RoundTargets:
+def stage1_targets() -> Stage1Targets:
     rng = np.random.default_rng(0)
     labels_v = np.array([0, 0, 1, 1, 2, 2, -1, 0, 1, 2])
     labels_r = np.array([0, 1, 1, 0, -1, 1, 0, 1])
-    return RoundTargets(
-        stage=1,
-        feature_dim=D,
+    return Stage1Targets(
         labels_visible=labels_v,
         labels_infrared=labels_r,
         centres_visible=rng.normal(size=(3, D)).astype(np.float32),
@@ -42,12 +40,10 @@ def stage1_targets() -> RoundTargets:
     )
 
 
-def stage2_targets() -> RoundTargets:
+def stage2_targets() -> Stage2Targets:
     rng = np.random.default_rng(1)
     base = stage1_targets()
-    return RoundTargets(
-        stage=2,
-        feature_dim=D,
+    return Stage2Targets(
         labels_visible=base.labels_visible,
         labels_infrared=base.labels_infrared,
         centres_visible=rng.normal(size=(3, 2, D)).astype(np.float32),
@@ -136,8 +132,13 @@ def test_targets_for_wrong_stage_rejected() -> None:
 def test_targets_round_trip(tmp_path) -> None:
     targets = stage2_targets()
     targets.save(tmp_path / "targets.npz")
-    back = RoundTargets.load(tmp_path / "targets.npz")
-    assert back.stage == 2 and back.feature_dim == D and back.joint_visible is None
+    back = load_targets(tmp_path / "targets.npz")
+    assert isinstance(back, Stage2Targets) and back.stage == 2 and back.feature_dim == D
+    stage1 = stage1_targets()
+    stage1.save(tmp_path / "stage1.npz")
+    again = load_targets(tmp_path / "stage1.npz")
+    assert isinstance(again, Stage1Targets) and again.feature_dim == D
+    np.testing.assert_array_equal(again.joint_infrared, stage1.joint_infrared)
     np.testing.assert_array_equal(back.mask_visible, targets.mask_visible)
     np.testing.assert_array_equal(back.weights_r2v, targets.weights_r2v)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmm_core.engine.targets import RoundTargets
+from mmm_core.engine.targets import load_targets
 
 
 @pytest.mark.slow
@@ -31,7 +31,7 @@ def test_tiny_pipeline_runs_locally(tmp_path: Path, micro_config, row_keys) -> N
     with np.load(features[0]) as data:
         assert set(data.files) == {"visible", "infrared"}
         assert data["visible"].dtype == np.float32 and data["visible"].shape[1] == 512
-    stages = sorted(RoundTargets.load(p).stage for p in root.glob("*/*/targets"))
+    stages = sorted(load_targets(p).stage for p in root.glob("*/*/targets"))
     assert stages == [1, 2]
     assert (tmp_path / "run" / "pipeline.log").stat().st_size > 0
 

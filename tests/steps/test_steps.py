@@ -16,7 +16,7 @@ from mmm_core.config import dump_config
 from mmm_core.data import Manifest
 from mmm_core.engine.checkpoint import load_checkpoint
 from mmm_core.engine.labels import ClusterOutput
-from mmm_core.engine.targets import RoundTargets
+from mmm_core.engine.targets import Stage1Targets, load_targets
 from mmm_core.steps import cluster, evaluate, extract, match, start, train
 from mmm_core.steps.common import read_features
 
@@ -59,7 +59,7 @@ def test_steps_honour_their_contracts(tmp_path: Path, micro_config) -> None:
         np.testing.assert_allclose(np.linalg.norm(visible, axis=1), 1.0, atol=1e-5)
         labels = ClusterOutput.load(paths["labels.npz"])
         assert labels.labels_visible.shape == (n_v,) and labels.labels_visible.dtype == np.int64
-        targets = RoundTargets.load(paths["targets.npz"])
+        targets = load_targets(paths["targets.npz"])
         assert targets.stage == r + 1
         if r == 0:
             assert labels.joint_visible is not None and targets.centres_joint is not None
@@ -92,9 +92,9 @@ def test_train_step_refuses_a_checkpoint_of_another_round(tmp_path: Path, micro_
     cfg_path, manifest, checkpoint = tmp_path / "c.yaml", tmp_path / "m.tsv", tmp_path / "k.pt"
     start.run([base], [], cfg_path, manifest, checkpoint)
     targets = tmp_path / "t.npz"
-    RoundTargets(
-        1, 512, np.zeros(1, int), np.zeros(1, int), np.ones((1, 512)), np.ones((1, 512))
-    ).save(targets)
+    Stage1Targets(np.zeros(1, int), np.zeros(1, int), np.ones((1, 512)), np.ones((1, 512))).save(
+        targets
+    )
     with pytest.raises(ValueError, match="checkpoint is at round 0, step asked for round 3"):
         train.run(cfg_path, manifest, checkpoint, targets, 3, tmp_path / "out.pt")
 
