@@ -71,6 +71,8 @@ def make_data(layout: str, ids: int, world: dict[str, Any], cache: Path) -> Path
 
 def make_weights(args: argparse.Namespace, world: dict[str, Any], cache: Path) -> str:
     """`mmm pretrain`'s stand-in weights for this world, width and input size (cached)."""
+    if args.pretrained:
+        return args.pretrained
     if args.pretrain_iters == 0:
         return "none"
     import torch
@@ -132,6 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=60, help="iterations per round [60]")
     parser.add_argument("--pretrain-iters", type=int, default=600)
     parser.add_argument("--pretrain-ids", type=int, default=200)
+    parser.add_argument(
+        "--pretrained",
+        default="",
+        help="initial weights file instead of pretraining (e.g. one made for a world whose "
+        "visible images are the same: infrared-only changes)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--chance-draws", type=int, default=5)
     parser.add_argument("--flat", type=float, default=1.5, help="points; see the docstring")
@@ -151,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     label = _key([args.layout, args.ids, world, args.model_width, args.size, args.rounds,
-                  args.iters, args.pretrain_iters, args.seed, args.overrides])  # fmt: skip
+                  args.iters, args.pretrain_iters, args.pretrained, args.seed,
+                  args.overrides])  # fmt: skip
     out = Path(args.out or ROOT / "runs" / "calibration" / f"{args.layout}-{label}")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
