@@ -49,3 +49,21 @@ def test_tiny_pipeline_runs_locally(tmp_path: Path, micro_config, row_keys) -> N
     version = client.get_model_version_by_alias("tiny", "candidate")
     assert version.run_id == run.info.run_id
     assert printed[0].startswith("round") and len(printed) == 3
+
+
+@pytest.mark.slow
+def test_mmm_train_and_mmm_run_write_identical_rows(tmp_path: Path, micro_config) -> None:
+    """The in-process loop (`mmm train`) and the pipeline's steps over files (`mmm run`) are
+    one method: on the same config and seed their metrics rows are equal, timings aside."""
+    from mmm_core.engine.loop import run_training
+    from pipelines.local import run_local
+
+    cfg = micro_config.replace(**{"tracking.enabled": False, "model.width": 16})
+    in_process = run_training(cfg, tmp_path / "train")
+    pipeline = run_local(cfg, tmp_path / "run")
+
+    def comparable(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if not k.startswith("time_")} for r in rows]
+
+    assert [r["stage"] for r in in_process] == [1, 2]
+    assert comparable(pipeline) == comparable(in_process)
