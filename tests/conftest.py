@@ -113,7 +113,7 @@ MICRO_OVERRIDES = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def micro_overrides() -> list[str]:
     return list(MICRO_OVERRIDES)
 

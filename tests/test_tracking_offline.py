@@ -18,6 +18,7 @@ from mmm_core.tracking import (
     flatten_params,
     make_tracker,
     metric_key,
+    resolve_tracking_uri,
 )
 
 
@@ -127,6 +128,20 @@ def test_make_tracker_resolves_the_uri(monkeypatch, tmp_path):
         make_tracker(True, "", "exp")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
     assert make_tracker(True, "", "exp", run_dir=tmp_path).uri == "http://from-env:5000"
+
+
+def test_resolve_tracking_uri_order(monkeypatch, tmp_path):
+    """Explicit URI, else $MLFLOW_TRACKING_URI, else the run folder's SQLite store, else ""."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store = f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
+    assert resolve_tracking_uri("") == ""
+    assert resolve_tracking_uri("", tmp_path) == store
+    assert resolve_tracking_uri("http://given:5000", tmp_path) == "http://given:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
+    assert resolve_tracking_uri("", tmp_path) == "http://from-env:5000"
+    assert resolve_tracking_uri("http://given:5000") == "http://given:5000"
+    # the env URI is not a run folder's store: no artifact folder is chosen for it
+    assert make_tracker(True, "", "exp", run_dir=tmp_path).artifact_location is None
 
 
 def test_logging_needs_a_run():

@@ -12,15 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmm_cli.commands.synth import configure_parser, main
 from mmm_core.data import regdb, sysu
 from mmm_core.data.synthetic import (
     PRESETS,
     SynthPreset,
-    configure_parser,
     generate_regdb,
     generate_sysu,
     identity_traits,
-    main,
     render_identity,
     sysu_plan,
 )

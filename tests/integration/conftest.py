@@ -374,6 +374,70 @@ def _no_mlflow_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DO_NOT_TRACK", "true")
 
 
+@dataclass(frozen=True)
+class ServerRun:
+    """The tiny training pipeline run once against both servers (`pipeline_on_servers`)."""
+
+    cfg: object  # mmm_core.config.Config
+    rows: list[dict]
+    out: Path  # run folder (pipeline_root, metrics.jsonl, pipeline.log)
+    dataset: Path  # the local dataset that was uploaded
+    data_uri: str  # s3://bucket/prefix the steps read
+    cache: Path  # MMM_CACHE_DIR the steps mirrored the bucket into
+    experiment: str
+    model_name: str
+
+
+@pytest.fixture(scope="session")
+def pipeline_on_servers(
+    s3_server: S3Server,
+    mlflow_server: MlflowServer,
+    micro_dataset: Path,
+    micro_overrides: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ServerRun:
+    """One tiny training pipeline (1 + 1 rounds, kfp.local) for the whole session: the dataset
+    read from the S3 server, the run logged to the MLflow server and its model registered
+    there (version 1, alias ``candidate``). Tests read what it left; none re-runs it."""
+    import uuid
+
+    from mmm_core.config import load_config
+    from mmm_core.storage import upload_directory
+    from pipelines.local import run_local
+
+    folder = tmp_path_factory.mktemp("pipeline-on-servers")
+    tag = uuid.uuid4().hex[:8]
+    data_uri = f"s3://{s3_server.data_bucket}/it-{tag}/sysu"
+    upload_directory(micro_dataset, data_uri, client=s3_server.client())
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    experiment, model_name = f"mmm-it-{tag}", f"mmm-it-model-{tag}"
+    cfg = load_config(
+        configs / "synthetic-tiny.yaml",
+        [
+            *micro_overrides,
+            f"data.root={data_uri}",
+            "data.synthetic.enabled=false",
+            "tracking.enabled=true",
+            f"tracking.uri={mlflow_server.uri}",
+            f"tracking.experiment={experiment}",
+            f"tracking.model_name={model_name}",
+        ],
+    )
+    cache = folder / "cache"
+    with pytest.MonkeyPatch.context() as env:  # what the step subprocesses inherit
+        env.setenv("MINIO_ENDPOINT", s3_server.endpoint)
+        env.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
+        env.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
+        env.setenv("MINIO_SECURE", "0")
+        env.setenv("MMM_CACHE_DIR", str(cache))
+        env.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)
+        rows = run_local(cfg, folder / "run", echo=lambda _line: None)
+    return ServerRun(
+        cfg, rows, folder / "run", micro_dataset, data_uri, cache, experiment, model_name
+    )
+
+
 @pytest.fixture
 def servers_module():
     """This module, for the tests of its own start-up rules."""

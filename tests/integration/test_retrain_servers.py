@@ -1,7 +1,12 @@
-"""Scheduled retraining end to end: the retraining pipeline run by kfp.local three times against
-a real S3 server (SeaweedFS) holding the camera data and a real MLflow server holding the
-registry. Run 1: no champion -> trains, promotes. New images arrive. Run 2: trains from the
-champion, promotes only if better. Run 3: nothing new -> does nothing."""
+"""Scheduled retraining end to end: the retraining pipeline run by kfp.local against a real S3
+server (SeaweedFS) holding the camera data and a real MLflow server holding the registry.
+
+The champion is the model of the session's tiny training pipeline (`pipeline_on_servers`),
+copied as version 1 of the retraining's model name, and the retraining state says its images
+were consumed, as a first retraining would have left them (that first run, no champion ->
+train -> promote, is the training flow plus the promotion rule that
+tests/steps/test_promote.py checks on a registry). New images arrive. Run 1: trains from the
+champion, promotes only if better. Run 2: nothing new -> does nothing."""
 
 from __future__ import annotations
 
@@ -42,13 +47,19 @@ def flipped_training_images(dataset: Path, out: Path, count: int) -> list[str]:
     raise AssertionError(f"only {len(written)} training images to flip")
 
 
-def test_retraining_twice_then_nothing(
-    tmp_path: Path, micro_dataset: Path, micro_overrides, minio_env, mlflow_server, monkeypatch
+def test_retraining_from_the_champion_then_nothing(
+    tmp_path: Path, pipeline_on_servers, micro_overrides, minio_env, mlflow_server, monkeypatch
 ) -> None:
     from mlflow import MlflowClient
 
     from mmm_core.config import dump_config, load_config
-    from mmm_core.steps.ingest import default_state_uri, list_images, read_state
+    from mmm_core.steps.ingest import (
+        STATE_VERSION,
+        default_state_uri,
+        list_images,
+        read_state,
+        write_state,
+    )
     from mmm_core.storage import upload_directory
     from pipelines.retrain import run_local
 
@@ -58,7 +69,8 @@ def test_retraining_twice_then_nothing(
     tag = uuid.uuid4().hex[:8]
     model, experiment = f"retrain-{tag}", f"retrain-test-{tag}"
     data_root = f"s3://{minio_env.data_bucket}/cameras-{tag}/sysu"
-    upload_directory(micro_dataset, data_root)
+    dataset = pipeline_on_servers.dataset
+    upload_directory(dataset, data_root)
     configs = Path(__file__).resolve().parents[2] / "configs"
     cfg = load_config(
         configs / "synthetic-tiny.yaml",
@@ -72,7 +84,19 @@ def test_retraining_twice_then_nothing(
     )
     dump_config(cfg, tmp_path / "config.yaml")
     client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
+
+    # The state a first retraining leaves: v1 (a copy of the session pipeline's model, so this
+    # test leaves that model as it found it) is the champion, every image is consumed.
+    source = f"models:/{pipeline_on_servers.model_name}/1"
+    assert client.copy_model_version(source, model).version in ("1", 1)
+    client.set_registered_model_alias(model, "champion", "1")
     state_uri = default_state_uri(data_root, model)
+    consumed = list_images(data_root)
+    assert len(consumed) == len([p for p in dataset.rglob("*.jpg")])
+    write_state(
+        state_uri,
+        {"version": STATE_VERSION, "source": data_root, "images": consumed, "model_version": "1"},
+    )
     durations: dict[str, float] = {}
 
     def retrain(label: str) -> dict:
@@ -89,63 +113,54 @@ def test_retraining_twice_then_nothing(
     def versions() -> list[str]:
         return sorted(str(v.version) for v in client.search_model_versions(f"name='{model}'"))
 
-    # Run 1: everything is new, no champion -> trains from the config's initialisation and
-    # promotes; the listing is committed as consumed.
-    first = retrain("run1")
-    assert first["trained"] == 1 and first["promoted"] == 1
-    assert first["champion_mAP"] is None and 0 <= first["new_mAP"] <= 1
-    assert versions() == ["1"] and alias("champion") == "1"
-    state = read_state(state_uri)
-    assert state is not None and state["images"] == list_images(data_root)
-    assert first["new_images"] == len(state["images"])
-
     # New camera images arrive under the prefix.
     added = tmp_path / "added"
-    new_paths = flipped_training_images(micro_dataset, added, NEW_IMAGES)
+    new_paths = flipped_training_images(dataset, added, NEW_IMAGES)
     assert upload_directory(added, data_root) == NEW_IMAGES
 
-    # Run 2: warm start from the champion; promoted iff better on the same protocol.
-    second = retrain("run2")
-    assert second["trained"] == 1 and second["new_images"] == NEW_IMAGES
+    # Run 1: warm start from the champion; promoted iff better on the same protocol.
+    first = retrain("run1")
+    assert first["trained"] == 1 and first["new_images"] == NEW_IMAGES
     assert versions() == ["1", "2"] and alias("candidate") == "2"
-    better = second["new_mAP"] > second["champion_mAP"]
-    assert second["promoted"] == int(better)
+    better = first["new_mAP"] > first["champion_mAP"]
+    assert first["promoted"] == int(better)
     assert alias("champion") == ("2" if better else "1")
     # The champion re-evaluated now scores what it scored when it was trained: the same
     # weights on the same test set (only training images were added).
-    assert second["champion_mAP"] == pytest.approx(first["new_mAP"], abs=1e-6)
-    run2 = client.get_run(client.get_model_version(model, "2").run_id)
-    assert run2.data.params["retrain.init"] == "champion v1"
-    assert run2.data.params["retrain.decision"] == ("promoted" if better else "kept")
-    assert run2.data.metrics["retrain/new_mAP"] == pytest.approx(second["new_mAP"])
-    assert run2.data.metrics["retrain/champion_mAP"] == pytest.approx(second["champion_mAP"])
-    assert run2.data.metrics["retrain/promoted"] == float(better)
+    assert first["champion_mAP"] == pytest.approx(pipeline_on_servers.rows[-1]["mAP"], abs=1e-6)
+    run1 = client.get_run(client.get_model_version(model, "2").run_id)
+    assert run1.data.params["retrain.init"] == "champion v1"
+    assert run1.data.params["retrain.decision"] == ("promoted" if better else "kept")
+    assert run1.data.metrics["retrain/new_mAP"] == pytest.approx(first["new_mAP"])
+    assert run1.data.metrics["retrain/champion_mAP"] == pytest.approx(first["champion_mAP"])
+    assert run1.data.metrics["retrain/promoted"] == float(better)
     state = read_state(state_uri)
+    assert state["images"] == list_images(data_root)  # the listing run 1 saw, committed
     assert set(new_paths) <= set(state["images"]) and state["model_version"] == "2"
-    champion_after_two = alias("champion")
+    champion_after = alias("champion")
     state_bytes = json.dumps(state, sort_keys=True)
 
-    # Run 3: nothing new -> every step is a no-op: no MLflow run, no version, same alias.
-    runs_before = len(client.search_runs([client.get_experiment_by_name(experiment).experiment_id]))
-    third = retrain("run3")
-    assert third == {
+    # Run 2: nothing new -> every step is a no-op: no MLflow run, no version, same alias.
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    runs_before = len(client.search_runs([experiment_id]))
+    second = retrain("run2")
+    assert second == {
         "trained": 0,
         "promoted": 0,
         "new_images": 0,
-        "reason": third["reason"],
+        "reason": second["reason"],
     }
-    assert third["reason"].startswith("only 0 new")
-    assert versions() == ["1", "2"] and alias("champion") == champion_after_two
-    experiment_id = client.get_experiment_by_name(experiment).experiment_id
-    assert len(client.search_runs([experiment_id])) == runs_before == 2
+    assert second["reason"].startswith("only 0 new")
+    assert versions() == ["1", "2"] and alias("champion") == champion_after
+    assert len(client.search_runs([experiment_id])) == runs_before == 1
     assert json.dumps(read_state(state_uri), sort_keys=True) == state_bytes
-    (run3,) = (tmp_path / "run3").iterdir()
+    (run2,) = (tmp_path / "run2").iterdir()
     for step in ("extract", "cluster", "match", "train", "evaluate"):
-        assert json.loads((run3 / f"{step}-op" / "metrics").read_text()) == {"skipped": 1.0}
+        assert json.loads((run2 / f"{step}-op" / "metrics").read_text()) == {"skipped": 1.0}
 
     print(
         "\nretraining durations (s): "
         + ", ".join(f"{label} {seconds:.0f}" for label, seconds in durations.items())
-        + f"; run 2 new mAP {second['new_mAP']:.4f} vs champion {second['champion_mAP']:.4f}"
+        + f"; run 1 new mAP {first['new_mAP']:.4f} vs champion {first['champion_mAP']:.4f}"
         + f" -> {'promoted' if better else 'kept v1'}"
     )

@@ -31,19 +31,39 @@ def load(name: str) -> dict:
     return load_documents(name)[0]
 
 
+def header_comments(text: str) -> str:
+    """The leading comment lines kfp writes above the documents (parameter descriptions)."""
+    lines = text.splitlines(keepends=True)
+    end = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    return "".join(lines[:end])
+
+
 @pytest.mark.slow
-def test_committed_yaml_equals_fresh_compile(monkeypatch) -> None:
+def test_committed_yaml_equals_fresh_compile(monkeypatch, tmp_path: Path) -> None:
+    """Every committed file holds what a fresh compile holds: the same header comments and the
+    same documents. kfp's own YAML emitting (pure-Python yaml.dump_all, most of the time of a
+    50x50 compile) is replaced by capturing the documents it would write, which are compared
+    with the committed files parsed; the text layout is kfp's and not checked here."""
     for variable in ("MMM_BASE_IMAGE", "MMM_GPU_NODE_SELECTOR", "MMM_GPU_TOLERATIONS"):
         monkeypatch.delenv(variable, raising=False)
-    from pipelines.compile import TRAINING_VARIANTS, compile_to_temporary
+    from pipelines.compile import TRAINING_VARIANTS, compile_all
 
-    fresh = compile_to_temporary()
-    assert set(TRAINING_VARIANTS) <= set(fresh)
+    emitted: dict[str, list] = {}
+
+    def capture(documents, stream, **_options) -> None:
+        emitted[Path(stream.name).name] = list(documents)
+
+    monkeypatch.setattr(yaml, "dump_all", capture)
+    written = compile_all(tmp_path)
+    monkeypatch.undo()
+    fresh = {path.name: path for path in written}
+    assert set(TRAINING_VARIANTS) <= set(fresh) and set(emitted) == set(fresh)
     # every compiled pipeline is committed, and no committed file is a leftover
     assert sorted(fresh) == sorted(p.name for p in COMPILED.glob("*.yaml"))
-    for name, text in fresh.items():
-        committed = (COMPILED / name).read_text()
-        assert committed == text, f"{name} is stale: run `make compile` and commit"
+    for name, path in fresh.items():
+        stale = f"{name} is stale: run `make compile` and commit"
+        assert header_comments((COMPILED / name).read_text()) == path.read_text(), stale
+        assert list(load_documents(name)) == emitted[name], stale
 
 
 @pytest.mark.parametrize("name,rounds", [("training-3x3.yaml", 6), ("training-50x50.yaml", 100)])
