@@ -373,6 +373,7 @@ def train_one_round(ctx: RoundContext, round_index: int, targets: Any) -> dict[s
     )
     trainer.end_round()
     losses["time_train"] = time.perf_counter() - started
+    losses["world_size"] = float(distributed.world_size())  # processes that trained the round
     losses["lr"] = float(trainer.optimizer.param_groups[0]["lr"]) if trainer.optimizer else 0.0
     return losses
 

@@ -70,7 +70,6 @@ def run(
     losses = train_one_round(ctx, round_index, targets)
     if distributed.rank() == 0:
         save_checkpoint(out_checkpoint, state_of(trainer, model, round_index + 1))
-    losses["world_size"] = float(distributed.world_size())
     return losses
 
 
