@@ -326,10 +326,10 @@ def test_pipeline_storage_code_paths_under_the_policy(s3_users, monkeypatch, tmp
 
     state = tmp_path / "state.json"
     state.write_text('{"images": {}}\n')
-    storage.upload_file(state, "s3://pipeline/retrain/mmm.json")
+    storage.write_bytes("s3://pipeline/retrain/mmm.json", state.read_bytes())
     assert get(admin, "pipeline", "retrain/mmm.json") == b'{"images": {}}\n'
     with pytest.raises(storage.StorageError, match=r"(?i)denied"):
-        storage.upload_file(state, "s3://datasets/regdb/.mmm/retrain-mmm.json")
+        storage.write_bytes("s3://datasets/regdb/.mmm/retrain-mmm.json", state.read_bytes())
 
 
 def test_mlflow_server_user_touches_its_bucket_only(s3_users: S3Users):
