@@ -83,6 +83,8 @@ def make_weights(args: argparse.Namespace, world: dict[str, Any], cache: Path) -
 
     height, width = args.size
     spec = [world, args.model_width, height, width, args.pretrain_iters, args.pretrain_ids]
+    if args.pretrain_gray != 0.3:  # files made before the option keep their names
+        spec.append(args.pretrain_gray)
     out = cache / f"pretrain-{_key(spec)}.pt"
     if out.exists():
         return str(out)
@@ -99,6 +101,7 @@ def make_weights(args: argparse.Namespace, world: dict[str, Any], cache: Path) -
         width=width,
         iterations=args.pretrain_iters,
         seed=0,
+        gray_prob=args.pretrain_gray,
     )
     torch.save(state, out)
     Path(f"{out}.json").write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
@@ -135,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pretrain-iters", type=int, default=600)
     parser.add_argument("--pretrain-ids", type=int, default=200)
     parser.add_argument(
+        "--pretrain-gray", type=float, default=0.3,
+        help="the stand-in pretraining's grayscale probability [0.3]",
+    )  # fmt: skip
+    parser.add_argument(
         "--pretrained",
         default="",
         help="initial weights file instead of pretraining (e.g. one made for a world whose "
@@ -160,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache.mkdir(parents=True, exist_ok=True)
     label = _key([args.layout, args.ids, world, args.model_width, args.size, args.rounds,
                   args.iters, args.pretrain_iters, args.pretrained, args.seed,
-                  args.overrides])  # fmt: skip
+                  args.overrides, args.pretrain_gray])  # fmt: skip
     out = Path(args.out or ROOT / "runs" / "calibration" / f"{args.layout}-{label}")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -218,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rounds": args.rounds,
         "iters_per_round": args.iters,
         "pretrain_iters": args.pretrain_iters,
+        "pretrain_gray": args.pretrain_gray,
+        "pretrained": weights,
         "seed": args.seed,
         "overrides": args.overrides,
         "chance_mAP": chance_pct,

@@ -11,8 +11,9 @@ world seed (other people, other clothes), and writes its state dict, which
 What the weights have and have not seen:
 
 - visible (RGB) images only, never an infrared image and never a visible-infrared pair:
-  like ImageNet, they carry no cross-modality correspondence; random grayscale (p 0.3) is the
-  only colour augmentation, as in common ImageNet recipes' colour jitter;
+  like ImageNet, they carry no cross-modality correspondence; random grayscale (p 0.3,
+  ``--gray-prob``) is the only colour augmentation, as in common ImageNet recipes' colour
+  jitter;
 - identities of another world seed: none of the target dataset's people;
 - the same renderer as the target data: an in-domain source, so they help more than ImageNet
   would help on real data. Results obtained with them say so (README, method section).
@@ -68,16 +69,17 @@ class PretrainResult:
     seconds: float
     source: str = ""
     model_width: int = 64  # the ResNet's base channel count (model.width)
+    gray_prob: float = 0.3
 
 
-def _train_transform(height: int, width: int, pad: int) -> T.Compose:
+def _train_transform(height: int, width: int, pad: int, gray_prob: float) -> T.Compose:
     """On a decoded ``(3, height, width)`` uint8 image (`mmm_core.data.cache`)."""
     return T.Compose(
         [
             T.Pad(pad),
             T.RandomCrop((height, width)),
             T.RandomHorizontalFlip(),
-            T.RandomGrayscale(0.3),
+            T.RandomGrayscale(gray_prob),
             T.ConvertImageDtype(torch.float32),
             T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
             T.RandomErasing(p=0.5, value=0),
@@ -101,6 +103,7 @@ def pretrain_classifier(
     device: torch.device | str = "cpu",
     progress: bool = False,
     cache_mb: int = 4096,
+    gray_prob: float = 0.3,
 ) -> tuple[dict[str, torch.Tensor], PretrainResult]:
     """Train a torchvision ResNet as an identity classifier; returns its CPU state dict.
 
@@ -113,6 +116,8 @@ def pretrain_classifier(
             (reshuffled every epoch from `seed`).
         lr: Adam learning rate, cosine-decayed to 1 % over the iterations.
         cache_mb: RAM for the images decoded once (the rest is decoded at every use).
+        gray_prob: probability that a training image is turned to grayscale (its only colour
+            augmentation).
     The state dict keeps torchvision's key names (``conv1``, ``bn1``, ``layer1``-``4``,
     ``fc``), the format `mmm_core.models.weights.load_resnet_state_dict` reads.
     """
@@ -120,6 +125,8 @@ def pretrain_classifier(
         raise ValueError(f"arch must be one of {_ARCHS}, got {arch!r}")
     if len(paths) != len(labels) or not paths:
         raise ValueError(f"need matching non-empty paths/labels: {len(paths)}/{len(labels)}")
+    if not 0.0 <= gray_prob <= 1.0:
+        raise ValueError(f"gray_prob must lie in [0, 1], got {gray_prob}")
     if iterations < 1 or batch_size < 2:
         raise ValueError("iterations must be >= 1 and batch_size >= 2")
     device = torch.device(device)
@@ -132,7 +139,7 @@ def pretrain_classifier(
     criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
     images = ImageCache(height, width, cache_mb)
     images.fill(paths, progress=progress)
-    dataset = ImageDataset(paths, _train_transform(height, width, pad), images)
+    dataset = ImageDataset(paths, _train_transform(height, width, pad, gray_prob), images)
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator
@@ -181,6 +188,7 @@ def pretrain_classifier(
         final_accuracy=round(acc_avg, 4),
         seconds=round(time.perf_counter() - started, 1),
         model_width=model_width,
+        gray_prob=gray_prob,
     )
     return state, result
 
@@ -213,6 +221,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iters", type=int, default=600, help="optimiser steps [600]")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--gray-prob", type=float, default=0.3, help="probability of a grayscale image [0.3]"
+    )
     parser.add_argument("--seed", type=int, default=0, help="training seed [0]")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N [cpu]")
     parser.add_argument("--no-progress", action="store_true")
@@ -256,6 +267,7 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         progress=not args.no_progress and sys.stderr.isatty(),
+        gray_prob=args.gray_prob,
     )
     result = PretrainResult(**{**asdict(result), "source": str(root)})
     torch.save(state, out)
