@@ -5,7 +5,6 @@ Python environment; ``tests/pipelines`` fails when they differ from a fresh comp
 """
 
 import argparse
-import tempfile
 from pathlib import Path
 
 from kfp import compiler
@@ -41,12 +40,6 @@ def compile_all(out_dir: Path = COMPILED) -> list[Path]:
         compiler.Compiler().compile(build_retrain_pipeline(rounds, pipeline_name), str(path))
         written.append(path)
     return written
-
-
-def compile_to_temporary() -> dict[str, str]:
-    """A fresh compile, as {file name: text}, without touching the committed files."""
-    with tempfile.TemporaryDirectory() as tmp:
-        return {p.name: p.read_text() for p in compile_all(Path(tmp))}
 
 
 def main() -> None:
