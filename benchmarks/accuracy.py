@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from mmm_core.config import Config, load_config
-from mmm_core.engine.rounds import parse_rows
+from mmm_core.engine.lifecycle import parse_rows
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +413,7 @@ def run(plan: Plan, out: Path, jobs: int = 1) -> dict[str, Any]:
     started = time.perf_counter()
     pretrained = ensure_pretrained(plan, out)
     extra = [f"model.pretrained={pretrained}"]
-    from mmm_core.engine.loop import dataset_root
+    from mmm_core.engine.build import dataset_root
 
     units = []
     for fmt in plan.formats:

@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     ]  # fmt: skip
     from mmm_core.config import load_config
-    from mmm_core.engine.loop import chance_summary
+    from mmm_core.engine.phases import chance_summary
 
     chance = chance_summary(load_config(base, common), root, args.chance_draws)["mAP"]
     with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:

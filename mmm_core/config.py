@@ -39,6 +39,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "dump_config",
+    "flatten",
     "load_config",
 ]
 

@@ -391,7 +391,7 @@ def final_metrics(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
 
 def read_history(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a metrics.jsonl file ([] when it is missing); a bad line names file:line."""
-    from mmm_core.engine.rounds import parse_rows
+    from mmm_core.engine.lifecycle import parse_rows
 
     path = Path(path)
     return parse_rows(path) if path.is_file() else []
@@ -583,7 +583,7 @@ class SweepTracking:
 
 def prepare_datasets(sweep: Sweep) -> None:
     """Generate each distinct local synthetic dataset once, before parallel points race."""
-    from mmm_core.engine.loop import dataset_root
+    from mmm_core.engine.build import dataset_root
 
     seen = set()
     for cfg in sweep.point_configs:

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from mmm_core.config import dump_config
-from mmm_core.engine.rounds import parse_rows
+from mmm_core.engine.lifecycle import parse_rows
 from mmm_core.tracking import resolve_tracking_uri
 
 __all__ = ["run_local"]
@@ -91,7 +91,7 @@ def run_local(cfg, out: Path, echo=None) -> list[dict]:
     """
     from kfp import local
 
-    from mmm_core.engine.loop import TABLE_HEADER, format_row
+    from mmm_core.engine.lifecycle import TABLE_HEADER, format_row
     from pipelines.training import build_training_pipeline
 
     out.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,9 @@ def make_reference(cfg, out: Path) -> dict:
     """Train the baseline and the supervised upper bound of `cfg` in-process; their final
     R1 / mAP and the chance mAP of the protocol (random features)."""
     from mmm_core.config import load_config
-    from mmm_core.engine.loop import chance_summary, dataset_root, run_training
+    from mmm_core.engine.build import dataset_root
+    from mmm_core.engine.loop import run_training
+    from mmm_core.engine.phases import chance_summary
 
     ablations = REPO / "configs" / "ablation"
     total = cfg.train.stage1_rounds + cfg.train.stage2_rounds
@@ -101,7 +103,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from mmm_core.config import load_config
     from mmm_core.data.inspect import dataset_statistics
-    from mmm_core.engine.loop import dataset_root
+    from mmm_core.engine.build import dataset_root
 
     out = Path(args.out)
     root = out / "data" / "sysu"

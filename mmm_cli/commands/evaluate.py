@@ -124,9 +124,9 @@ def _checkpoint_extractor(args: argparse.Namespace) -> protocols.Extractor:
         raise FileNotFoundError(f"{args.checkpoint}: checkpoint not found")
     try:
         from mmm_core.config import load_config
+        from mmm_core.engine.build import make_extractor
         from mmm_core.engine.checkpoint import load_checkpoint
         from mmm_core.engine.features import resolve_device
-        from mmm_core.engine.loop import make_extractor
         from mmm_core.models import build_model
     except ImportError as error:
         raise RuntimeError(

@@ -19,7 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ClusterMemory", "occurrence_waves"]
+__all__ = ["ClusterMemory", "ResizableBuffers", "check_labels", "momentum_step", "occurrence_waves"]
+
+
+def momentum_step(old: Tensor, new: Tensor, momentum: float) -> Tensor:
+    """The memory update's blend: ``normalise(momentum * old + (1 - momentum) * new)``, row-wise."""
+    return F.normalize(momentum * old + (1.0 - momentum) * new, dim=1)
 
 
 def occurrence_waves(labels: Tensor) -> list[Tensor]:
@@ -50,7 +55,7 @@ def occurrence_waves(labels: Tensor) -> list[Tensor]:
     return list(torch.split(positions[order[by_rank]], counts))
 
 
-class _ResizableBuffers(nn.Module):
+class ResizableBuffers(nn.Module):
     """Base of the memory banks: checked hyper-parameters, and a ``load_state_dict`` that
     replaces buffers whose shape changed (cluster counts vary between rounds)."""
 
@@ -74,14 +79,14 @@ class _ResizableBuffers(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def _check_labels(labels: Tensor, batch: int, num_clusters: int) -> None:
+def check_labels(labels: Tensor, batch: int, num_clusters: int) -> None:
     if labels.shape != (batch,):
         raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
     if labels.numel() and int(labels.max()) >= num_clusters:
         raise ValueError(f"label {int(labels.max())} is out of range for {num_clusters} clusters")
 
 
-class ClusterMemory(_ResizableBuffers):
+class ClusterMemory(ResizableBuffers):
     """One memory vector per cluster: ``vectors`` buffer of shape ``(C, d)``, L2-normalised.
 
     Args:
@@ -122,11 +127,10 @@ class ClusterMemory(_ResizableBuffers):
                 dtype). Must be on the bank's device, as must ``labels``.
             labels: ``(B,)`` integer cluster indices in ``[0, C)`` or negative.
         """
-        _check_labels(labels, features.shape[0], self.num_clusters)
+        check_labels(labels, features.shape[0], self.num_clusters)
         features = features.detach().to(self.vectors.dtype)
         labels = labels.long()
-        keep = 1.0 - self.momentum
         for wave in occurrence_waves(labels):
             clusters = labels[wave]
-            blended = self.momentum * self.vectors[clusters] + keep * features[wave]
-            self.vectors.index_copy_(0, clusters, F.normalize(blended, dim=1))
+            blended = momentum_step(self.vectors[clusters], features[wave], self.momentum)
+            self.vectors.index_copy_(0, clusters, blended)

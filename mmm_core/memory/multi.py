@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmm_core.memory.bank import _check_labels, _ResizableBuffers, occurrence_waves
+from mmm_core.memory.bank import ResizableBuffers, check_labels, momentum_step, occurrence_waves
 
 __all__ = ["MultiMemory", "multi_memory_logits", "slot_similarities"]
 
@@ -54,7 +54,7 @@ def multi_memory_logits(
     return slot_similarities(features, memory, mask).amax(dim=2) / temperature
 
 
-class MultiMemory(_ResizableBuffers):
+class MultiMemory(ResizableBuffers):
     """Per-modality multi-memory bank: buffers ``vectors`` ``(C, K, d)``, ``mask`` ``(C, K)``.
 
     Args:
@@ -123,10 +123,9 @@ class MultiMemory(_ResizableBuffers):
             features: ``(B, d)``, L2-normalised, on the bank's device (gradient ignored).
             labels: ``(B,)`` integer cluster indices in ``[0, C)``; negative ones are skipped.
         """
-        _check_labels(labels, features.shape[0], self.num_clusters)
+        check_labels(labels, features.shape[0], self.num_clusters)
         features = features.detach().to(self.vectors.dtype)
         labels = labels.long()
-        keep = 1.0 - self.momentum
         for wave in occurrence_waves(labels):
             clusters = labels[wave]
             wave_features = features[wave]
@@ -134,5 +133,6 @@ class MultiMemory(_ResizableBuffers):
             sims = torch.einsum("wkd,wd->wk", slots, wave_features)
             nearest = sims.masked_fill(~self.mask[clusters], float("-inf")).argmax(dim=1)
             rows = torch.arange(clusters.numel(), device=clusters.device)
-            blended = self.momentum * slots[rows, nearest] + keep * wave_features
-            self.vectors[clusters, nearest] = F.normalize(blended, dim=1)
+            self.vectors[clusters, nearest] = momentum_step(
+                slots[rows, nearest], wave_features, self.momentum
+            )

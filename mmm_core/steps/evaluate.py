@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mmm_core.engine.build import dataset_root, load_network, stage_of_round, tracker_for
 from mmm_core.engine.features import resolve_device
-from mmm_core.engine.loop import (
-    dataset_root,
-    evaluate_model,
-    json_line,
-    load_network,
-    should_evaluate,
-    stage_of_round,
-    summary_metrics,
-    tracker_for,
-)
+from mmm_core.engine.lifecycle import record_round
+from mmm_core.engine.phases import evaluate_round, should_evaluate
 from mmm_core.steps.common import read_config, read_json
 
 __all__ = ["run", "run_round"]
@@ -31,15 +23,10 @@ def run(
     progress: bool = False,
 ) -> dict[str, float]:
     """Evaluate; writes the full per-trial result JSON to `out_result`, returns the summary."""
-    started = time.perf_counter()
     cfg = read_config(config_path)
     device = resolve_device(cfg.train.device)
     model = load_network(cfg, checkpoint_path, device)
-    result = evaluate_model(cfg, model, dataset_root(cfg), device, progress)
-    Path(out_result).write_text(result.to_json())
-    metrics = summary_metrics(cfg, result)
-    metrics["time_evaluate"] = time.perf_counter() - started
-    return metrics
+    return evaluate_round(cfg, model, dataset_root(cfg), device, out_result, progress)
 
 
 def run_round(
@@ -64,16 +51,13 @@ def run_round(
     row: dict[str, Any] = {"round": round_index, "stage": stage_of_round(cfg, round_index)}
     for path in metrics_paths:
         row.update(read_json(path))
-    if should_evaluate(cfg, round_index):
+    evaluated = should_evaluate(cfg, round_index)
+    if evaluated:
         row.update(run(config_path, checkpoint_path, out_result, progress=progress))
     else:
         Path(out_result).write_text("{}")
-    history = Path(history_path).read_text() if Path(history_path).exists() else ""
-    Path(out_history).write_text(history + json_line(row))
-    if cfg.tracking.enabled:
-        tracker = tracker_for(cfg)
+    tracker = tracker_for(cfg)
+    if tracker.enabled:
         tracker.resume(cfg.tracking.run_id)
-        tracker.log_metrics(row, step=round_index)
-        if should_evaluate(cfg, round_index):
-            tracker.log_artifact(out_result, f"evaluation/round-{round_index:03d}")
+    record_round(tracker, row, history_path, out_history, out_result if evaluated else None)
     return row

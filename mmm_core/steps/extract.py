@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 
 from mmm_core.data import Manifest
+from mmm_core.engine.build import dataset_root, load_network
 from mmm_core.engine.features import resolve_device
-from mmm_core.engine.loop import dataset_root, extract_train_features, load_network
+from mmm_core.engine.phases import extract_train_features
 from mmm_core.steps.common import read_config, write_features
 
 __all__ = ["run"]

@@ -378,7 +378,7 @@ def run(
         decision.write(out_decision)
         return decision.metrics()
 
-    from mmm_core.engine.loop import tracker_for
+    from mmm_core.engine.build import tracker_for
 
     tracker = tracker_for(cfg)
     champion = tracker.get_alias_version(cfg.tracking.model_name, CHAMPION)

@@ -109,7 +109,8 @@ def run(
         }
         return _write_result(out_result, result)
 
-    from mmm_core.engine.loop import PRIMARY_SETTING, tracker_for
+    from mmm_core.engine.build import tracker_for
+    from mmm_core.engine.phases import PRIMARY_SETTING
     from mmm_core.steps import evaluate, ingest, register
     from mmm_core.steps.common import read_config
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmm_core.engine.loop import tracker_for
+from mmm_core.engine.build import tracker_for
+from mmm_core.engine.lifecycle import finish_run
 from mmm_core.steps.common import read_config
 
 __all__ = ["run"]
@@ -26,9 +27,12 @@ def run(
         return {"registered": "no (tracking off)"}
     tracker = tracker_for(cfg)
     tracker.resume(cfg.tracking.run_id)
-    tracker.log_artifact(config_path)
-    tracker.log_artifact(history_path, "history")
-    tracker.log_model(checkpoint_path, "model")
-    version = tracker.register_model(cfg.tracking.model_name, alias)
-    tracker.end("FINISHED")
+    version = finish_run(
+        tracker,
+        cfg,
+        config=config_path,
+        history=history_path,
+        checkpoint=checkpoint_path,
+        alias=alias,
+    )
     return {"registered": cfg.tracking.model_name, "version": str(version), "alias": alias}

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from mmm_core.config import config_to_dict, dump_config, load_config
+from mmm_core.config import dump_config, load_config
 from mmm_core.data import train_manifest
+from mmm_core.engine.build import build_network, dataset_root, seed_everything
 from mmm_core.engine.checkpoint import TrainingState, save_checkpoint
-from mmm_core.engine.loop import build_network, dataset_root, seed_everything, tracker_for
-from mmm_core.tracking import resolve_tracking_uri
+from mmm_core.engine.lifecycle import start_run
 
 __all__ = ["PARAMETER_KEYS", "parameter_overrides", "run"]
 
@@ -70,18 +70,8 @@ def run(
     root = dataset_root(cfg)
     manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
     manifest.write(out_manifest)
-    if cfg.tracking.enabled and not cfg.tracking.run_id:
-        # One MLflow run per pipeline run: created here; every later step logs to it by id.
-        uri = resolve_tracking_uri(cfg.tracking.uri)
-        if not uri:
-            raise ValueError(
-                "tracking.enabled is true but no MLflow server is configured: set "
-                "tracking.uri or MLFLOW_TRACKING_URI"
-            )
-        cfg = cfg.replace(**{"tracking.uri": uri})
-        tracker = tracker_for(cfg)
-        run_id = tracker.start(f"{cfg.data.format}-seed{cfg.seed}", params=config_to_dict(cfg))
-        cfg = cfg.replace(**{"tracking.run_id": run_id})
+    # One tracking run per pipeline run: created here; every later step logs to it by id.
+    cfg, _ = start_run(cfg, f"{cfg.data.format}-seed{cfg.seed}")
     dump_config(cfg, out_config)
     seed_everything(cfg.seed)
     model = build_network(cfg, torch.device("cpu"))

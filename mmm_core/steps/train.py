@@ -12,18 +12,11 @@ from pathlib import Path
 
 from mmm_core.data import Manifest
 from mmm_core.engine import distributed
+from mmm_core.engine.build import build_network, build_trainer, dataset_root, stage_of_round
 from mmm_core.engine.checkpoint import load_checkpoint, save_checkpoint
 from mmm_core.engine.features import resolve_device
-from mmm_core.engine.loop import (
-    RoundContext,
-    build_network,
-    build_trainer,
-    dataset_root,
-    restore_state,
-    stage_of_round,
-    state_of,
-    train_one_round,
-)
+from mmm_core.engine.lifecycle import restore_state, state_of
+from mmm_core.engine.phases import RoundContext, train_one_round
 from mmm_core.engine.targets import load_targets
 from mmm_core.steps.common import read_config, write_json
 

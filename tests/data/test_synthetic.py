@@ -378,7 +378,7 @@ def test_cli_writes_sysu_and_prints_a_summary(
 def test_dataset_root_regenerates_a_stale_tree_and_leaves_others(tmp_path: Path) -> None:
     from mmm_core.config import load_config
     from mmm_core.data.synthetic import SYNTH_VERSION, stale_reason
-    from mmm_core.engine.loop import dataset_root
+    from mmm_core.engine.build import dataset_root
 
     root = tmp_path / "tiny"
     sets = [f"data.root={root}", "data.synthetic.ids=5", "data.synthetic.seed=4"]

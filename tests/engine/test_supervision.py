@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from mmm_core.data import train_manifest
+from mmm_core.engine.build import build_network, build_trainer
 from mmm_core.engine.labels import cluster_round, match_round, oracle_clusters
-from mmm_core.engine.loop import RoundContext, build_network, build_trainer, prepare_round
+from mmm_core.engine.phases import RoundContext, prepare_round
 
 
 def test_oracle_clusters_by_hand() -> None:

@@ -138,3 +138,28 @@ def test_ddp_train_step_two_processes(tmp_path: Path, micro_config) -> None:
     assert state.next_round == 1
     changed = [not torch.equal(state.model[k], before.model[k]) for k in before.model]
     assert any(changed)
+
+    # What each rank holds at the end of the round (tests/steps/ddp_worker.py).
+    worker = Path(__file__).with_name("ddp_worker.py")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        str(worker), str(cfg_path), str(manifest), str(checkpoint), str(targets), str(tmp_path),
+    ]  # fmt: skip
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2.0, 2.0]
+    # Each rank drew its own batches ...
+    assert ranks[0]["loss"] != ranks[1]["loss"]
+    # ... yet the averaged gradients kept the parameters identical on both ranks,
+    for name, value in ranks[0]["parameters"].items():
+        assert torch.equal(value, ranks[1]["parameters"][name]), name
+    # and the gathered features kept the memory banks identical, and moved them.
+    initial = load_targets(targets)
+    assert set(ranks[0]["banks"]) == set(ranks[1]["banks"]) >= {"visible", "infrared"}
+    for name, bank in ranks[0]["banks"].items():
+        assert torch.equal(bank, ranks[1]["banks"][name]), name
+    centres = torch.as_tensor(initial.centres_visible, dtype=ranks[0]["banks"]["visible"].dtype)
+    assert not torch.allclose(ranks[0]["banks"]["visible"], torch.nn.functional.normalize(centres))

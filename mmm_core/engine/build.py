@@ -1,0 +1,164 @@
+"""Builders of a run: seeds, the dataset root, the tracker, the network, the trainer, features.
+
+Everything a round or a pipeline step needs before it can start, each from the config alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmm_core.config import Config
+from mmm_core.data.cache import ImageCache
+from mmm_core.engine.checkpoint import load_checkpoint
+from mmm_core.engine.features import amp_dtype, extract_features
+from mmm_core.engine.trainer import LossWeights, Trainer
+from mmm_core.models import TwoStreamAGW, build_model
+
+__all__ = [
+    "build_network",
+    "build_trainer",
+    "dataset_root",
+    "derive_seed",
+    "image_cache",
+    "load_network",
+    "make_extractor",
+    "seed_everything",
+    "stage_of_round",
+    "tracker_for",
+]
+
+log = logging.getLogger(__name__)
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 31-bit seed for one purpose (round, stream, rank) derived from the run seed."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def stage_of_round(cfg: Config, round_index: int) -> int:
+    return 1 if round_index < cfg.train.stage1_rounds else 2
+
+
+def dataset_root(cfg: Config, progress: bool = False) -> Path:
+    """A local dataset root for `cfg.data.root`.
+
+    ``s3://bucket/prefix`` is mirrored into the local cache (MinIO, `mmm_core.storage`); a
+    synthetic dataset is generated first when configured and missing, and generated again
+    when its ``synthetic.json`` records other arguments (ids, seed, preset) or an older
+    world model (`synthetic.SYNTH_VERSION`); a root without ``synthetic.json`` is never touched.
+    """
+    from mmm_core import storage
+
+    if storage.is_remote(cfg.data.root):
+        return storage.resolve_dataset_root(cfg.data.root, progress=progress)
+    root = Path(cfg.data.root)
+    synthetic = cfg.data.synthetic
+    if not synthetic.enabled:
+        return root
+    from mmm_core.data import synthetic as synth
+
+    args = dict(ids=synthetic.ids, seed=synthetic.seed, preset=synthetic.preset)
+    stale = root.exists() and synth.stale_reason(root, cfg.data.format, **args)
+    if root.exists() and not stale:
+        return root
+    generate = synth.generate_sysu if cfg.data.format == "sysu" else synth.generate_regdb
+    if stale:
+        log.warning("regenerating the synthetic dataset at %s (%s)", root, stale)
+    else:
+        log.info("generating a synthetic %s dataset at %s", cfg.data.format, root)
+    generate(root, **args, overwrite=bool(stale))
+    return root
+
+
+def tracker_for(cfg: Config, run_dir: Path | None = None):
+    """The MLflow tracker of `cfg.tracking` (a no-op tracker when tracking is off)."""
+    from mmm_core.tracking import make_tracker
+
+    t = cfg.tracking
+    return make_tracker(t.enabled, t.uri, t.experiment, run_dir=run_dir)
+
+
+def build_network(cfg: Config, device: torch.device) -> TwoStreamAGW:
+    model = build_model(
+        cfg.model.arch,
+        cfg.model.pretrained,
+        non_local=cfg.model.non_local,
+        gem_p=cfg.model.gem_p,
+        last_stride=cfg.model.last_stride,
+        width=cfg.model.width,
+    )
+    return model.to(device)
+
+
+def load_network(cfg: Config, checkpoint_path: str | Path, device: torch.device) -> TwoStreamAGW:
+    """The network with a checkpoint's weights (no pretrained weights are loaded first)."""
+    model = build_network(cfg.replace(**{"model.pretrained": "none"}), device)
+    model.load_state_dict(load_checkpoint(checkpoint_path, map_location=device).model)
+    return model
+
+
+def build_trainer(cfg: Config, model: torch.nn.Module, device: torch.device) -> Trainer:
+    return Trainer(
+        model,
+        device,
+        lr=cfg.train.lr,
+        weight_decay=cfg.train.weight_decay,
+        step_size=cfg.train.step_size,
+        gamma=cfg.train.gamma,
+        temperature=cfg.memory.temperature,
+        momentum=cfg.memory.momentum,
+        weights=LossWeights(cfg.loss.lambda_cmc, cfg.loss.lambda_cross, cfg.loss.lambda_sca),
+        autocast=amp_dtype(cfg.train.amp, device),
+    )
+
+
+def image_cache(cfg: Config) -> ImageCache:
+    """The run's decoded images (input size, `data.cache_mb`); filled as paths are first read."""
+    return ImageCache(cfg.data.height, cfg.data.width, cfg.data.cache_mb)
+
+
+def make_extractor(
+    cfg: Config,
+    model: TwoStreamAGW,
+    device: torch.device,
+    progress: bool = False,
+    images: ImageCache | None = None,
+) -> Callable[[list[str], str], np.ndarray]:
+    """``(paths, modality) -> features``: test-time features with the config's settings.
+
+    Images are decoded into `images` (a new cache when None) the first time they are read.
+    """
+    images = images if images is not None else image_cache(cfg)
+    autocast = amp_dtype(cfg.train.amp, device)
+
+    def extract(paths: list[str], modality: str) -> np.ndarray:
+        images.fill(paths, progress=progress)
+        return extract_features(
+            model,
+            paths,
+            modality,
+            height=cfg.data.height,
+            width=cfg.data.width,
+            device=device,
+            batch_size=cfg.train.batch_size_eval,
+            flip=cfg.eval.flip,
+            workers=cfg.data.workers,
+            progress=progress,
+            desc=f"features {modality}",
+            autocast=autocast,
+            images=images,
+        )
+
+    return extract

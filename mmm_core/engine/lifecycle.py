@@ -1,0 +1,218 @@
+"""The run lifecycle, written once for `mmm train` and the pipeline steps.
+
+A run is: `start_run` (the resolved config, the tracker's run), one `record_round` per round
+(the row appended to the history, ``metrics.jsonl``, and logged), and `finish_run` (artifacts,
+the model logged and registered, the tracker's run ended). Between rounds the training state
+travels as a checkpoint (`state_of`, `restore_state`). `read_rows` is the one reader of a
+history file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmm_core.config import Config, config_to_dict
+from mmm_core.engine.build import tracker_for
+from mmm_core.engine.checkpoint import TrainingState, capture_rng, restore_rng
+from mmm_core.engine.trainer import Trainer
+
+__all__ = [
+    "TABLE_HEADER",
+    "finish_run",
+    "format_row",
+    "json_line",
+    "jsonable",
+    "parse_rows",
+    "read_rows",
+    "record_round",
+    "restore_state",
+    "start_run",
+    "state_of",
+]
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data: NumPy scalars unwrapped, NaN and infinities as None (null)."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_line(row: dict[str, Any]) -> str:
+    """One metrics.jsonl line (strict JSON, newline-terminated)."""
+    return json.dumps(jsonable(row), allow_nan=False) + "\n"
+
+
+def state_of(trainer: Trainer, model: torch.nn.Module, next_round: int) -> TrainingState:
+    return TrainingState(
+        next_round=next_round,
+        stage=trainer.stage,
+        model=model.state_dict(),
+        optimizer=trainer.optimizer.state_dict() if trainer.optimizer else None,
+        scheduler=trainer.scheduler.state_dict() if trainer.scheduler else None,
+        rng=capture_rng(),
+        arch=getattr(model, "arch", ""),
+        feature_dim=getattr(model, "feature_dim", 0),
+        width=getattr(model, "width", 64),
+    )
+
+
+def restore_state(
+    trainer: Trainer, model: torch.nn.Module, state: TrainingState, stage: int
+) -> None:
+    """Load the model and RNG states; continue the optimiser only within the same stage.
+
+    A new stage starts with a fresh optimiser and schedule (SPEC section 5).
+    """
+    model.load_state_dict(state.model)
+    restore_rng(state.rng)
+    trainer.start_stage(stage)
+    if state.stage == stage and state.optimizer is not None:
+        trainer.optimizer.load_state_dict(state.optimizer)
+        if state.scheduler is not None:
+            trainer.scheduler.load_state_dict(state.scheduler)
+
+
+def format_row(row: dict[str, Any]) -> str:
+    def pct(key: str) -> str:
+        value = row.get(key)
+        return f"{100 * value:6.2f}" if isinstance(value, float) else "     -"
+
+    return (
+        f"{row['round']:>5} {row['stage']:>5} {row['n_clusters_visible']:>6} "
+        f"{row['n_clusters_infrared']:>6} {100 * row['noise_visible']:>6.1f} "
+        f"{100 * row['noise_infrared']:>6.1f} {row['ari_visible']:>6.3f} "
+        f"{row['ari_infrared']:>6.3f} {pct('correspondence_accuracy')} "
+        f"{pct('oracle_match_accuracy')} {row['loss']:>7.3f} "
+        f"{pct('rank1')} {pct('mAP')} {pct('mINP')}"
+    )
+
+
+TABLE_HEADER = (
+    "round stage  C_vis   C_ir  noiseV noiseR  ARI_V  ARI_R  corr%  xmod%    loss     R1    mAP"
+    "   mINP"
+)
+# corr%: correspondence accuracy of the round's pairs (CMC joint clusters in stage 1, the
+# matching in stage 2); xmod%: what matching would reach with perfect clusters (true-id
+# centroids matched by the Hungarian algorithm): the cross-modality information the
+# features carry (see evaluation.diagnostics.cross_modality_information).
+
+
+def parse_rows(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of an existing metrics.jsonl ([] when empty); errors name file and line."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as err:
+            raise ValueError(f"{path}:{number}: not a JSON object: {err}") from None
+    return rows
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl (a run folder or the file itself); errors name file and line."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such metrics file (is it an `mmm train` run folder?)")
+    rows = parse_rows(path)
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or "round" not in row:
+            raise ValueError(f"{path}: row {number}: a row needs a 'round' field")
+    if not rows:
+        raise ValueError(f"{path}: no rounds yet")
+    return rows
+
+
+def start_run(cfg: Config, name: str, run_dir: Path | None = None) -> tuple[Config, Any]:
+    """The run's tracker: a new tracking run (its id written into the returned config), the
+    run of ``tracking.run_id`` resumed, or the no-op tracker when tracking is off.
+
+    `run_dir` is where a tracker without a server keeps its local store (``mmm train``'s run
+    folder); without it (the pipeline), tracking needs ``tracking.uri`` or
+    ``MLFLOW_TRACKING_URI``.
+    """
+    if cfg.tracking.enabled and run_dir is None:
+        from mmm_core.tracking import resolve_tracking_uri
+
+        uri = resolve_tracking_uri(cfg.tracking.uri)
+        if not uri:
+            raise ValueError(
+                "tracking.enabled is true but no MLflow server is configured: set "
+                "tracking.uri or MLFLOW_TRACKING_URI"
+            )
+        cfg = cfg.replace(**{"tracking.uri": uri})
+    tracker = tracker_for(cfg, run_dir)
+    if cfg.tracking.run_id:
+        tracker.resume(cfg.tracking.run_id)
+    elif tracker.enabled:
+        run_id = tracker.start(name, params=config_to_dict(cfg))
+        cfg = cfg.replace(**{"tracking.run_id": run_id})
+    return cfg, tracker
+
+
+def record_round(
+    tracker: Any,
+    row: dict[str, Any],
+    history: str | Path,
+    out_history: str | Path | None = None,
+    evaluation: str | Path | None = None,
+) -> None:
+    """Close a round: `history` plus `row` written to `out_history` (default: `history`
+    itself, appended), the row logged as the tracker's metrics at step ``row["round"]``, and
+    the round's `evaluation` file (when it was evaluated) logged as an artifact.
+    """
+    history, out = Path(history), Path(out_history or history)
+    if out == history:
+        with history.open("a") as handle:
+            handle.write(json_line(row))
+    else:
+        previous = history.read_text() if history.exists() else ""
+        out.write_text(previous + json_line(row))
+    tracker.log_metrics(row, step=int(row["round"]))
+    if evaluation is not None:
+        tracker.log_artifact(evaluation, f"evaluation/round-{int(row['round']):03d}")
+
+
+def finish_run(
+    tracker: Any,
+    cfg: Config,
+    *,
+    config: str | Path,
+    history: str | Path,
+    checkpoint: str | Path,
+    alias: str = "candidate",
+    extra: Iterable[str | Path] = (),
+) -> str | None:
+    """Log the config, the history and the `extra` files that exist, log the final model,
+    register it under ``tracking.model_name`` with `alias`, end the tracking run.
+
+    Returns the registered version, or None when tracking is off.
+    """
+    if not tracker.enabled:
+        return None
+    tracker.log_artifact(config)
+    tracker.log_artifact(history, "history")
+    for path in extra:
+        if Path(path).exists():
+            tracker.log_artifact(path)
+    tracker.log_model(checkpoint, "model")
+    version = tracker.register_model(cfg.tracking.model_name, alias)
+    tracker.end("FINISHED")
+    return version
