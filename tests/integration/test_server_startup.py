@@ -10,7 +10,7 @@ import pytest
 
 @pytest.mark.parametrize("value", ["true", "1", "TRUE"])
 def test_missing_server_program_fails_in_ci(servers_module, monkeypatch, tmp_path: Path, value):
-    monkeypatch.setattr(servers_module, "_weed_binary", lambda: None)
+    monkeypatch.setattr(servers_module, "weed_binary", lambda: None)
     monkeypatch.setenv("CI", value)
     servers = servers_module._Servers(tmp_path)
     # BaseException: a wrong skip must not turn this test into a skipped one.
@@ -23,7 +23,7 @@ def test_missing_server_program_fails_in_ci(servers_module, monkeypatch, tmp_pat
 
 @pytest.mark.parametrize("value", [None, "", "false", "0"])
 def test_missing_server_program_skips_outside_ci(servers_module, monkeypatch, tmp_path, value):
-    monkeypatch.setattr(servers_module, "_weed_binary", lambda: None)
+    monkeypatch.setattr(servers_module, "weed_binary", lambda: None)
     if value is None:
         monkeypatch.delenv("CI", raising=False)
     else:
