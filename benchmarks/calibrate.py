@@ -148,6 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "visible images are the same: infrared-only changes)",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--runs", nargs="+", choices=("supervised", "baseline"),
+        default=["supervised", "baseline"],
+        help="which runs to train (one alone gives no ratio: a quicker probe) [both]",
+    )  # fmt: skip
     parser.add_argument("--chance-draws", type=int, default=5)
     parser.add_argument("--flat", type=float, default=1.5, help="points; see the docstring")
     parser.add_argument("--set", action="append", default=[], dest="overrides",
@@ -167,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache.mkdir(parents=True, exist_ok=True)
     label = _key([args.layout, args.ids, world, args.model_width, args.size, args.rounds,
                   args.iters, args.pretrain_iters, args.pretrained, args.seed,
-                  args.overrides, args.pretrain_gray])  # fmt: skip
+                  args.overrides, args.pretrain_gray, sorted(args.runs)])  # fmt: skip
     out = Path(args.out or ROOT / "runs" / "calibration" / f"{args.layout}-{label}")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -206,16 +211,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mmm_core.engine.phases import chance_summary
 
     chance = chance_summary(load_config(base, common), root, args.chance_draws)["mAP"]
-    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        supervised, baseline = pool.map(_train, jobs)
+    jobs = [job for job in jobs if job[0] in args.runs]
+    with ProcessPoolExecutor(max_workers=min(2, len(jobs), os.cpu_count() or 1)) as pool:
+        results = dict(zip([job[0] for job in jobs], pool.map(_train, jobs), strict=True))
     curves = {
         name: [100 * r["mAP"] for r in rows if r.get("mAP") is not None]
-        for name, rows in (("supervised", supervised), ("baseline", baseline))
+        for name, rows in results.items()
     }
     chance_pct = 100 * chance
-    sup, bas = curves["supervised"][-1], curves["baseline"][-1]
-    quarter = max(1, len(curves["supervised"]) // 4)
-    gain = curves["supervised"][-1] - curves["supervised"][-1 - quarter]
+    sup = curves["supervised"][-1] if "supervised" in curves else None
+    bas = curves["baseline"][-1] if "baseline" in curves else None
+    gain = None
+    if sup is not None:
+        quarter = max(1, len(curves["supervised"]) // 4)
+        gain = curves["supervised"][-1] - curves["supervised"][-1 - quarter]
+    ratio = None
+    if sup is not None and bas is not None and sup > chance_pct:
+        ratio = (bas - chance_pct) / (sup - chance_pct)
     summary = {
         "layout": args.layout,
         "ids": args.ids,
@@ -232,11 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "chance_mAP": chance_pct,
         "supervised_mAP": sup,
         "baseline_mAP": bas,
-        "ratio": (bas - chance_pct) / (sup - chance_pct) if sup > chance_pct else None,
+        "ratio": ratio,
         "supervised_last_quarter_gain": gain,
-        "converged": gain < args.flat,
+        "converged": None if gain is None else gain < args.flat,
         "curves": curves,
-        "ari_baseline_last": [baseline[-1]["ari_visible"], baseline[-1]["ari_infrared"]],
+        "ari_last": {
+            name: [rows[-1]["ari_visible"], rows[-1]["ari_infrared"]]
+            for name, rows in results.items()
+        },
         "seconds": round(time.perf_counter() - started, 1),
     }
     (out / "calibration.json").write_text(json.dumps(summary, indent=2) + "\n")
