@@ -40,10 +40,9 @@ def setting():
     return features_v, labels_v, features_r, labels_r, weights_v2r, weights_r2v, mean_v, mean_r
 
 
-def test_sca_loss_matches_plain_loop():
-    fv, yv, fr, yr, wv2r, wr2v, mv, mr = setting()
-    expected = loop_direction(fv, yv, wv2r, mr) + loop_direction(fr, yr, wr2v, mv)
-    value = sca_loss(
+def sca(fv, yv, fr, yr, wv2r, wr2v, mv, mr):
+    """`sca_loss` with its arguments in the order `setting` returns them."""
+    return sca_loss(
         features_v=fv,
         labels_v=yv,
         features_r=fr,
@@ -53,6 +52,12 @@ def test_sca_loss_matches_plain_loop():
         mean_memory_v=mv,
         mean_memory_r=mr,
     )
+
+
+def test_sca_loss_matches_plain_loop():
+    fv, yv, fr, yr, wv2r, wr2v, mv, mr = setting()
+    expected = loop_direction(fv, yv, wv2r, mr) + loop_direction(fr, yr, wr2v, mv)
+    value = sca(fv, yv, fr, yr, wv2r, wr2v, mv, mr)
     assert abs(float(value) - expected) < 1e-10
     one_way = soft_alignment(fv, yv, wv2r, mr)
     assert abs(float(one_way) - loop_direction(fv, yv, wv2r, mr)) < 1e-10
@@ -70,31 +75,13 @@ def test_sca_gradcheck_and_memories_detached():
     fv.requires_grad_()
     fr.requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda a, b: sca_loss(
-            features_v=a,
-            labels_v=yv,
-            features_r=b,
-            labels_r=yr,
-            weights_v2r=wv2r,
-            weights_r2v=wr2v,
-            mean_memory_v=mv,
-            mean_memory_r=mr,
-        ),
+        lambda a, b: sca(a, yv, b, yr, wv2r, wr2v, mv, mr),
         (fv, fr),
     )
     mv.requires_grad_()
     mr.requires_grad_()
     wv2r.requires_grad_()
-    sca_loss(
-        features_v=fv,
-        labels_v=yv,
-        features_r=fr,
-        labels_r=yr,
-        weights_v2r=wv2r,
-        weights_r2v=wr2v,
-        mean_memory_v=mv,
-        mean_memory_r=mr,
-    ).backward()
+    sca(fv, yv, fr, yr, wv2r, wr2v, mv, mr).backward()
     assert mv.grad is None and mr.grad is None and wv2r.grad is None
     assert fv.grad[[3, 7]].abs().sum() == 0 and fv.grad[[0, 1]].abs().sum() > 0
 
@@ -103,16 +90,7 @@ def test_sca_ignored_labels():
     fv, yv, fr, yr, wv2r, wr2v, mv, mr = setting()
     fv.requires_grad_()
     no_visible = torch.full_like(yv, -1)
-    value = sca_loss(
-        features_v=fv,
-        labels_v=no_visible,
-        features_r=fr,
-        labels_r=yr,
-        weights_v2r=wv2r,
-        weights_r2v=wr2v,
-        mean_memory_v=mv,
-        mean_memory_r=mr,
-    )
+    value = sca(fv, no_visible, fr, yr, wv2r, wr2v, mv, mr)
     torch.testing.assert_close(value, soft_alignment(fr, yr, wr2v, mv))
     nothing = sca_loss(
         features_v=fv,
