@@ -163,7 +163,7 @@ def trunk_config(fmt: str, seed: int, plan: Plan, data_root: Path, extra: list[s
 def _train(cfg: Config, out: Path, resume: bool = False) -> list[dict[str, Any]]:
     from mmm_core.engine.loop import run_training
 
-    return run_training(cfg, out, resume=resume)
+    return run_training(cfg, out, resume=resume, overwrite=not resume)
 
 
 def _branch(trunk: Path, out: Path) -> None:

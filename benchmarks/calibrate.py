@@ -118,7 +118,7 @@ def _train(job: tuple[str, list[str], list[str], str]) -> list[dict[str, Any]]:
     name, files, overrides, out = job
     cfg = load_config(files, overrides)
     started = time.perf_counter()
-    rows = run_training(cfg, out)
+    rows = run_training(cfg, out, overwrite=True)
     print(f"  {name}: {time.perf_counter() - started:.0f} s", flush=True)
     return rows
 

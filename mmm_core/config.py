@@ -11,6 +11,7 @@ its sub-tree (see STYLE.md).
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -148,6 +149,12 @@ class ModelConfig:
             f"ImageNet weights exist only for model.width 64, not {self.width}; use 'none' "
             "or a weights file of that width (mmm pretrain --width)",
         )
+        _require(
+            self.pretrained in ("imagenet", "none") or Path(self.pretrained).is_file(),
+            "pretrained",
+            f"no such weights file {self.pretrained!r} (expected 'imagenet', 'none' or the "
+            "path of a state-dict file)",
+        )
 
 
 @dataclass(frozen=True)
@@ -237,6 +244,14 @@ class TrainConfig:
         _require(self.iters_per_round >= 1, "iters_per_round", "must be >= 1")
         _require(self.lr > 0, "lr", "must be > 0")
         _require(self.step_size >= 1, "step_size", "must be >= 1")
+        _require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        _require(0 < self.gamma <= 1, "gamma", "the learning-rate decay factor is in (0, 1]")
+        _require(self.batch_size_eval >= 1, "batch_size_eval", "must be >= 1")
+        _require(
+            re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None,
+            "device",
+            f"expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}",
+        )
 
 
 @dataclass(frozen=True)

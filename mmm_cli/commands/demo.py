@@ -58,7 +58,7 @@ def make_reference(cfg, out: Path) -> dict:
             changes.update({"train.stage1_rounds": total, "train.stage2_rounds": 0})
         run_cfg = cfg.replace(**changes)
         print(f"reference: training the {name} ({total} rounds) ...")
-        final = run_training(run_cfg, out / name)[-1]
+        final = run_training(run_cfg, out / name, overwrite=True)[-1]
         result[name] = {"rank1": final["rank1"], "mAP": final["mAP"]}
     chance = chance_summary(cfg, dataset_root(cfg))
     result["chance"] = {k: chance[k] for k in ("rank1", "mAP")}
@@ -134,7 +134,7 @@ def main(args: argparse.Namespace) -> int:
         from mmm_core.engine.loop import run_training
 
         print(f"training {rounds} rounds in one process ...")
-        rows = run_training(cfg, out, echo=print)
+        rows = run_training(cfg, out, overwrite=True, echo=print)
     else:
         from pipelines.local import run_local
 

@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from mmm_cli.errors import UsageError
+
 HELP = "pretrain a ResNet on a disjoint synthetic identity set (an ImageNet stand-in)"
 
 
@@ -64,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
     preset = synthetic.PRESETS.get(args.preset)
     if preset is None:
         known = tuple(synthetic.PRESETS)
-        raise SystemExit(f"unknown preset {args.preset!r}; expected one of {known}")
+        raise UsageError(f"--preset {args.preset!r} is unknown; expected one of {known}")
     if args.data:
         root = Path(args.data)
     else:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mmm_cli.errors import UsageError
+
 HELP = "plot the per-round curves of one or more runs"
 
 
@@ -33,17 +35,14 @@ def main(args: argparse.Namespace) -> int:
     from mmm_core.evaluation.visualize import save_round_curves
 
     if args.label and len(args.label) != len(args.runs):
-        raise SystemExit(f"mmm rounds: {len(args.label)} --label for {len(args.runs)} runs")
+        raise UsageError(f"{len(args.label)} --label for {len(args.runs)} runs")
     runs = {}
     for index, run in enumerate(args.runs):
         path = Path(run)
         name = args.label[index] if args.label else (path.parent if path.is_file() else path).name
         if name in runs:
             name = f"{name} ({index + 1})"
-        try:
-            runs[name] = read_rows(path)
-        except (OSError, ValueError) as err:
-            raise SystemExit(f"mmm rounds: {err}") from None
+        runs[name] = read_rows(path)
     out = save_round_curves(runs, args.out)
     print(f"wrote {out} ({len(runs)} run(s))")
     return 0

@@ -16,6 +16,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--out", required=True, help="run folder (metrics, config, checkpoint)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -29,6 +30,7 @@ def main(args: argparse.Namespace) -> int:
         cfg,
         args.out,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=not args.no_progress and sys.stderr.isatty(),
         echo=print,
     )

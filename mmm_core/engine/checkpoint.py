@@ -12,9 +12,20 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["TrainingState", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "TrainingState",
+    "capture_rng",
+    "load_checkpoint",
+    "restore_rng",
+    "save_checkpoint",
+]
 
 FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read as one (truncated, not a checkpoint, other format)."""
 
 
 def capture_rng() -> dict[str, Any]:
@@ -76,8 +87,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    payload = torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # torch raises many kinds for a damaged file
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); it may be "
+            "truncated by an interrupted copy - restore it, or start the run again"
+        ) from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (holds a {type(payload).__name__})")
     version = payload.pop("format_version", None)
     if version != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {version}, expected {FORMAT_VERSION}")
-    return TrainingState(**payload)
+        raise CheckpointError(f"{path}: checkpoint format {version}, expected {FORMAT_VERSION}")
+    try:
+        return TrainingState(**payload)
+    except TypeError as err:
+        raise CheckpointError(f"{path}: not a training checkpoint ({err})") from None

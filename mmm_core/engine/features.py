@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from mmm_core.config import ConfigError
 from mmm_core.data.cache import ImageCache
 from mmm_core.data.datasets import eval_loader
 from mmm_core.data.transforms import eval_transform
@@ -28,7 +29,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+        raise ConfigError(
+            "train.device", f"{name!r} asks for CUDA, which this machine does not have; use cpu"
+        )
     return device
 
 

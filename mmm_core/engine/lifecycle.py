@@ -25,6 +25,7 @@ from mmm_core.engine.trainer import Trainer
 
 __all__ = [
     "TABLE_HEADER",
+    "HistoryError",
     "finish_run",
     "format_row",
     "json_line",
@@ -111,6 +112,10 @@ TABLE_HEADER = (
 # features carry (see evaluation.diagnostics.cross_modality_information).
 
 
+class HistoryError(ValueError):
+    """A metrics.jsonl that cannot be read as a run's history (named with file and line)."""
+
+
 def parse_rows(path: Path) -> list[dict[str, Any]]:
     """The JSON lines of an existing metrics.jsonl ([] when empty); errors name file and line."""
     rows = []
@@ -120,7 +125,7 @@ def parse_rows(path: Path) -> list[dict[str, Any]]:
         try:
             rows.append(json.loads(line))
         except ValueError as err:
-            raise ValueError(f"{path}:{number}: not a JSON object: {err}") from None
+            raise HistoryError(f"{path}:{number}: not a JSON object: {err}") from None
     return rows
 
 
@@ -134,9 +139,9 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     rows = parse_rows(path)
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict) or "round" not in row:
-            raise ValueError(f"{path}: row {number}: a row needs a 'round' field")
+            raise HistoryError(f"{path}: row {number}: a row needs a 'round' field")
     if not rows:
-        raise ValueError(f"{path}: no rounds yet")
+        raise HistoryError(f"{path}: no rounds yet")
     return rows
 
 

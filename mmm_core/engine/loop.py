@@ -47,9 +47,28 @@ from mmm_core.engine.phases import (
 )
 from mmm_core.evaluation.visualize import save_round_curves
 
-__all__ = ["run_training"]
+__all__ = ["check_run_folder", "run_training"]
 
 log = logging.getLogger(__name__)
+
+
+def check_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse a run folder that would be silently overwritten, or a resume with nothing to
+    resume; raises FileExistsError / FileNotFoundError naming the folder and what to do."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: is a file, not a run folder; choose another --out")
+    if resume:
+        if not (out / "checkpoint.pt").is_file():
+            raise FileNotFoundError(
+                f"{out / 'checkpoint.pt'}: no checkpoint to resume from; drop --resume to "
+                "start a new run"
+            )
+        return
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(
+            f"{out}: the folder already holds a run; pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
 
 
 def run_training(
@@ -57,14 +76,18 @@ def run_training(
     out: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = False,
     echo: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train the method end to end; returns the per-round metric rows (also in metrics.jsonl).
 
-    `echo` receives the round table line by line (the CLI passes ``print``).
+    A run folder is a record: a folder that already holds files is refused unless `resume`
+    (which needs its checkpoint) or `overwrite`, before anything is written. `echo` receives
+    the round table line by line (the CLI passes ``print``).
     """
     out = Path(out)
+    check_run_folder(out, resume=resume, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
     seed_everything(cfg.seed)
@@ -82,7 +105,7 @@ def run_training(
     evaluation_path = out / "evaluation.json"
     start = 0
     rows: list[dict[str, Any]] = []
-    if resume and checkpoint_path.exists():
+    if resume:
         state = load_checkpoint(checkpoint_path, map_location=device)
         start = state.next_round
         restore_state(trainer, model, state, stage_of_round(cfg, min(start, total - 1)))
