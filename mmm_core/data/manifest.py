@@ -33,9 +33,22 @@ _COLUMNS = ("path", "pid", "label", "camid", "modality")
 
 
 class DatasetError(ValueError):
-    """Bad dataset input, naming the file (and line) at fault."""
+    """Bad dataset input, naming the file (and line) at fault.
 
-    def __init__(self, path: str | Path, message: str, line: int | None = None) -> None:
+    Raised in a DataLoader worker, it reaches the main process rebuilt from its text alone
+    (``DatasetError(text)``, the worker's traceback and then the original message): that form
+    keeps only the original one-line message, so the user sees what a worker-less run shows.
+    """
+
+    def __init__(
+        self, path: str | Path, message: str | None = None, line: int | None = None
+    ) -> None:
+        if message is None:
+            lines = str(path).strip().splitlines() or [""]
+            original = lines[-1].split("DatasetError: ", 1)[-1]
+            self.path, self.line = original.split(": ", 1)[0], None
+            super().__init__(original)
+            return
         self.path = str(path)
         self.line = line
         where = f"{path}:{line}" if line is not None else str(path)
