@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from mmm_cli.errors import UsageError
 
 HELP = "generate a synthetic dataset in SYSU-MM01 or RegDB layout"
 
@@ -47,9 +48,8 @@ def main(args: argparse.Namespace) -> int:
         summary = generate(
             args.out, ids, args.seed, preset, overwrite=args.overwrite, progress=True
         )
-    except (FileExistsError, ValueError) as error:
-        print(f"mmm synth: error: {error}", file=sys.stderr)
-        return 2
+    except ValueError as error:  # arguments the generator cannot use (too few ids, ...)
+        raise UsageError(str(error)) from None
     for line in summary.lines():
         print(line)
     return 0

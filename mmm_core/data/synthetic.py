@@ -180,6 +180,12 @@ def _prepare_out(out: Path, overwrite: bool, owned: Sequence[str]) -> None:
                 f"{out} is not empty; refusing to write a synthetic dataset into it. Choose a "
                 "new or empty folder, or pass --overwrite to replace the generated dataset there"
             )
+        if not (out / "synthetic.json").is_file():
+            raise FileExistsError(
+                f"{out} holds no synthetic.json: it is not a dataset this generator wrote (a "
+                "real dataset?), so --overwrite will not delete anything in it; choose a new "
+                "or empty folder"
+            )
         for name in owned:
             target = out / name
             if target.is_dir():

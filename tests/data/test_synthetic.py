@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from mmm_cli.commands.synth import configure_parser, main
+from mmm_cli.main import main as mmm
 from mmm_core.data import regdb, sysu
 from mmm_core.data.synthetic import (
     PRESETS,
@@ -348,15 +349,19 @@ def test_cli_refuses_a_non_empty_folder(tmp_path: Path, capsys: pytest.CaptureFi
     out = tmp_path / "data"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    args = parse(["--format", "regdb", "--out", str(out), "--ids", "2", "--seed", "1"])
-    assert main(args) == 2
+    assert mmm(["synth", "--format", "regdb", "--out", str(out), "--ids", "2", "--seed", "1"]) == 2
     error = capsys.readouterr().err
     assert "not empty" in error and "--overwrite" in error and str(out) in error
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
-    assert (
-        main(parse([*map(str, ["--format", "regdb", "--out", out, "--ids", 2]), "--overwrite"]))
-        == 0
-    )
+    overwrite = ["synth", *map(str, ["--format", "regdb", "--out", out, "--ids", 2]), "--overwrite"]
+    assert mmm(overwrite) == 2  # not a generated dataset: nothing is deleted
+    assert "holds no synthetic.json" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    assert mmm(overwrite[:-1]) == 0  # generated, then regenerated over itself
+    (out / "keep.txt").write_text("mine")
+    capsys.readouterr()
+    assert mmm(overwrite) == 0
     printed = capsys.readouterr().out
     assert "regdb" in printed and "visible 20" in printed and "train 1" in printed
     assert (out / "keep.txt").read_text() == "mine"

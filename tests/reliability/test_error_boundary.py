@@ -174,3 +174,16 @@ def test_unknown_pretrain_preset_is_a_usage_error(capsys, tmp_path):
     argv = ["pretrain", "--out", str(tmp_path / "w.pt"), "--preset", "huge"]
     code, err = run(capsys, argv)
     assert code == 2 and "--preset 'huge' is unknown" in one_error_line(err)
+
+
+def test_synth_overwrite_spares_a_real_dataset(capsys, tmp_path):
+    real = tmp_path / "SYSU-MM01"
+    (real / "cam1" / "0001").mkdir(parents=True)
+    (real / "cam1" / "0001" / "0001.jpg").write_bytes(b"a real photo")
+    (real / "exp").mkdir()
+    (real / "exp" / "train_id.txt").write_text("1\n")
+    before = digest(real)
+    argv = ["synth", "--format", "sysu", "--out", str(real), "--ids", "8", "--overwrite"]
+    code, err = run(capsys, argv)
+    assert code == 2 and "holds no synthetic.json" in one_error_line(err)
+    assert digest(real) == before
