@@ -65,6 +65,7 @@ class TrainingState:
     arch: str = ""
     feature_dim: int = 0
     width: int = 64  # the ResNet's base channel count (model.width)
+    input_size: tuple[int, int] | None = None  # (data.height, data.width) it was trained at
     extra: dict[str, Any] = field(default_factory=dict)
 
 

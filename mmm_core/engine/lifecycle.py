@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmm_core.config import Config, config_to_dict
+from mmm_core.config import Config, ConfigError, config_to_dict
 from mmm_core.engine.build import tracker_for
 from mmm_core.engine.checkpoint import TrainingState, capture_rng, restore_rng
 from mmm_core.engine.trainer import Trainer
@@ -26,6 +26,7 @@ from mmm_core.engine.trainer import Trainer
 __all__ = [
     "TABLE_HEADER",
     "HistoryError",
+    "check_resumable",
     "finish_run",
     "format_row",
     "json_line",
@@ -57,7 +58,10 @@ def json_line(row: dict[str, Any]) -> str:
     return json.dumps(jsonable(row), allow_nan=False) + "\n"
 
 
-def state_of(trainer: Trainer, model: torch.nn.Module, next_round: int) -> TrainingState:
+def state_of(
+    trainer: Trainer, model: torch.nn.Module, next_round: int, cfg: Config | None = None
+) -> TrainingState:
+    """The checkpoint of the run before round `next_round` (with `cfg`'s input size)."""
     return TrainingState(
         next_round=next_round,
         stage=trainer.stage,
@@ -68,7 +72,29 @@ def state_of(trainer: Trainer, model: torch.nn.Module, next_round: int) -> Train
         arch=getattr(model, "arch", ""),
         feature_dim=getattr(model, "feature_dim", 0),
         width=getattr(model, "width", 64),
+        input_size=(cfg.data.height, cfg.data.width) if cfg is not None else None,
     )
+
+
+def check_resumable(cfg: Config, state: TrainingState, path: str | Path) -> None:
+    """Refuse a config that does not fit the checkpoint it would continue (ConfigError naming
+    the key, the config's value and the checkpoint's)."""
+    checks = [
+        ("model.arch", cfg.model.arch, state.arch),
+        ("model.width", cfg.model.width, state.width),
+    ]
+    if state.input_size is not None:
+        size = (cfg.data.height, cfg.data.width)
+        checks.append(
+            ("data.height/width", "x".join(map(str, size)), "x".join(map(str, state.input_size)))
+        )
+    for key, wanted, stored in checks:
+        if stored not in ("", None) and wanted != stored:
+            raise ConfigError(
+                key,
+                f"is {wanted}, but the checkpoint {path} was trained with {stored}; "
+                "resume with the run's own config, or start a new run",
+            )
 
 
 def restore_state(

@@ -29,6 +29,8 @@ from mmm_core.engine.checkpoint import load_checkpoint, save_checkpoint
 from mmm_core.engine.features import resolve_device
 from mmm_core.engine.lifecycle import (
     TABLE_HEADER,
+    HistoryError,
+    check_resumable,
     finish_run,
     format_row,
     json_line,
@@ -88,6 +90,22 @@ def run_training(
     """
     out = Path(out)
     check_run_folder(out, resume=resume, overwrite=overwrite)
+    metrics_path = out / "metrics.jsonl"
+    checkpoint_path = out / "checkpoint.pt"
+    evaluation_path = out / "evaluation.json"
+    device = resolve_device(cfg.train.device)
+    rows: list[dict[str, Any]] = []
+    state = None
+    if resume:  # everything checked before anything of the run is written
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        check_resumable(cfg, state, checkpoint_path)
+        rows = parse_rows(metrics_path)[: state.next_round] if metrics_path.exists() else []
+        if len(rows) < state.next_round:
+            raise HistoryError(
+                f"{metrics_path}: {len(rows)} rows, but the checkpoint is after round "
+                f"{state.next_round - 1}; the history of rounds {len(rows)}.."
+                f"{state.next_round - 1} is lost - start a new run"
+            )
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
     seed_everything(cfg.seed)
@@ -95,22 +113,14 @@ def run_training(
     manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
     manifest.write(out / "manifest.tsv")
     cfg, tracker = start_run(cfg, out.name, run_dir=out)
-    device = resolve_device(cfg.train.device)
     model = build_network(cfg, device)
     trainer = build_trainer(cfg, model, device)
     ctx = RoundContext(cfg, root, manifest, model, trainer, device, progress)
     total = cfg.train.stage1_rounds + cfg.train.stage2_rounds
-    metrics_path = out / "metrics.jsonl"
-    checkpoint_path = out / "checkpoint.pt"
-    evaluation_path = out / "evaluation.json"
     start = 0
-    rows: list[dict[str, Any]] = []
-    if resume:
-        state = load_checkpoint(checkpoint_path, map_location=device)
+    if state is not None:
         start = state.next_round
         restore_state(trainer, model, state, stage_of_round(cfg, min(start, total - 1)))
-        if metrics_path.exists():
-            rows = parse_rows(metrics_path)[:start]
         log.info("resuming at round %d of %d", start, total)
     metrics_path.write_text("".join(json_line(r) for r in rows))
     if echo:
@@ -129,7 +139,7 @@ def run_training(
             row.update(
                 evaluate_round(cfg, model, root, device, evaluation_path, progress, ctx.images)
             )
-        save_checkpoint(checkpoint_path, state_of(trainer, model, round_index + 1))
+        save_checkpoint(checkpoint_path, state_of(trainer, model, round_index + 1, cfg))
         rows.append(row)
         record_round(tracker, row, metrics_path, evaluation=evaluation_path if evaluated else None)
         save_round_curves({out.name: rows}, out / "rounds.png")

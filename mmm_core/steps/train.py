@@ -62,7 +62,7 @@ def run(
     ctx = RoundContext(cfg, root, manifest, model, trainer, device, progress)
     losses = train_one_round(ctx, round_index, targets)
     if distributed.rank() == 0:
-        save_checkpoint(out_checkpoint, state_of(trainer, model, round_index + 1))
+        save_checkpoint(out_checkpoint, state_of(trainer, model, round_index + 1, cfg))
     return losses
 
 

@@ -187,3 +187,25 @@ def test_synth_overwrite_spares_a_real_dataset(capsys, tmp_path):
     code, err = run(capsys, argv)
     assert code == 2 and "holds no synthetic.json" in one_error_line(err)
     assert digest(real) == before
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_config_that_does_not_fit(capsys, micro_dataset, tmp_path):
+    out = tmp_path / "run"
+    short = ["--set", "train.stage1_rounds=1", "--set", "train.stage2_rounds=0"]
+    assert main(train_argv(micro_dataset, out, *short)) == 0
+    capsys.readouterr()
+    before = digest(out)
+    wider = train_argv(micro_dataset, out, "--resume", "--set", "model.width=32")
+    code, err = run(capsys, wider)
+    line = one_error_line(err)
+    assert code == 2 and "'model.width': is 32" in line and "trained with 64" in line
+    bigger = train_argv(micro_dataset, out, "--resume", "--set", "data.height=96")
+    code, err = run(capsys, bigger)
+    assert code == 2 and "is 96x32" in one_error_line(err) and "trained with 64x32" in err
+    # a history shorter than the checkpoint is an error, not a silent gap
+    (out / "metrics.jsonl").write_text("")
+    code, err = run(capsys, train_argv(micro_dataset, out, "--resume"))
+    assert code == 2 and "0 rows, but the checkpoint is after round 0" in one_error_line(err)
+    before["metrics.jsonl"] = digest(out)["metrics.jsonl"]
+    assert digest(out) == before
