@@ -123,7 +123,7 @@ def _checkpoint_extractor(args: argparse.Namespace) -> protocols.Extractor:
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"{args.checkpoint}: checkpoint not found")
     try:
-        from mmm_core.config import load_config
+        from mmm_core.config import ConfigError, load_config
         from mmm_core.engine.build import make_extractor
         from mmm_core.engine.checkpoint import load_checkpoint
         from mmm_core.engine.features import resolve_device
@@ -136,6 +136,17 @@ def _checkpoint_extractor(args: argparse.Namespace) -> protocols.Extractor:
 
     cfg = load_config(args.config or None, args.overrides)
     state = load_checkpoint(args.checkpoint)
+    if state.input_size is not None:  # checkpoints written since the input size is stored
+        size = (cfg.data.height, cfg.data.width)
+        if (args.config or args.overrides) and size != tuple(state.input_size):
+            raise ConfigError(
+                "data.height/width",
+                f"is {size[0]}x{size[1]}, but {args.checkpoint} was trained at "
+                f"{state.input_size[0]}x{state.input_size[1]}; drop the setting to evaluate "
+                "at the checkpoint's size",
+            )
+        height, width = state.input_size
+        cfg = cfg.replace(**{"data.height": height, "data.width": width})
     arch = state.arch or cfg.model.arch
     model = build_model(
         arch,

@@ -178,3 +178,33 @@ def test_evaluate_checkpoint(tmp_path, regdb_root):
 
     want = evaluate_regdb(extract, regdb_root, trial=1).metrics()
     assert result == pytest.approx(want, abs=1e-9)
+
+
+def test_evaluate_takes_the_input_size_from_the_checkpoint(
+    tmp_path, regdb_root, monkeypatch, caplog
+):
+    pytest.importorskip("torch")
+    from mmm_core.engine import build
+    from mmm_core.engine.checkpoint import TrainingState, save_checkpoint
+    from mmm_core.models import build_model
+
+    model = build_model("resnet18", pretrained="none", width=16)
+    state = TrainingState(
+        next_round=1, stage=1, model=model.state_dict(), arch="resnet18", width=16,
+        input_size=(32, 16),
+    )  # fmt: skip
+    save_checkpoint(tmp_path / "model.pt", state)
+    seen = []
+    real = build.make_extractor
+
+    def spy(cfg, *args, **kwargs):
+        seen.append((cfg.data.height, cfg.data.width))
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(build, "make_extractor", spy)
+    argv = ["--checkpoint", str(tmp_path / "model.pt"), "--format", "regdb", "--root",
+            str(regdb_root), "--device", "cpu", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert cli.main(_parse(argv)) == 0  # no config given: the default 288x144 is not used
+    assert seen == [(32, 16)]
+    assert cli.main(_parse([*argv, "--set", "data.height=64"])) == 2
+    assert "is 64x144, but" in caplog.text and "was trained at 32x16" in caplog.text
