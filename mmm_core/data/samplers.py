@@ -11,11 +11,23 @@ every iteration, so the same seed yields the same batches.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 __all__ = ["IdentitySampler"]
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(kind: str, message: str) -> None:
+    if kind not in _WARNED:
+        _WARNED.add(kind)
+        log.warning(message)
 
 
 class IdentitySampler:
@@ -69,6 +81,24 @@ class IdentitySampler:
                 self._groups.append([members[cams == c] for c in np.unique(cams)])
             else:
                 self._groups.append([members])
+        self._warn_about_repeats()
+
+    def _warn_about_repeats(self) -> None:
+        """Say once per process when P x K asks for more than the labels hold."""
+        count = len(self.identities)
+        if count < self.num_ids:
+            _warn_once(
+                "ids",
+                f"a batch asks for {self.num_ids} identities but the labels hold {count}: "
+                "identities are drawn again within a batch (lower sampler.*_ids)",
+            )
+        small = sum(sum(len(m) for m in group) < self.num_instances for group in self._groups)
+        if small:
+            _warn_once(
+                "instances",
+                f"{small} of {count} identities have fewer than {self.num_instances} samples "
+                "(sampler.*_instances): their samples repeat within a batch",
+            )
 
     @property
     def batch_size(self) -> int:

@@ -25,3 +25,21 @@ def test_a_truncated_image_is_named_from_a_worker(tmp_path, workers):
     assert message.startswith(f"{bad}: cannot read image")
     assert "\n" not in message and "Traceback" not in message
     assert caught.value.path == str(bad)
+
+
+def test_a_batch_larger_than_the_labels_warns_once(caplog, monkeypatch):
+    import numpy as np
+
+    from mmm_core.data import samplers
+
+    monkeypatch.setattr(samplers, "_WARNED", set())
+    labels = np.array([0, 0, 1, 1, 1, 1, 2])
+    cams = np.zeros_like(labels)
+    for _ in range(3):  # every round builds a sampler: one warning of each kind in all
+        sampler = samplers.IdentitySampler(labels, cams, num_ids=5, num_instances=4, num_batches=2)
+        batches = list(sampler)
+    assert all(len(batch) == 20 for batch in batches)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2
+    assert "asks for 5 identities but the labels hold 3" in warnings[0]
+    assert "2 of 3 identities have fewer than 4 samples" in warnings[1]
