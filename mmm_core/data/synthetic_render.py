@@ -20,6 +20,7 @@ an infrared camera sees. Skin is warm (bright); many prints are invisible in inf
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -96,6 +97,10 @@ class SynthPreset:
         noise_scale: multiplier of every camera's sensor noise.
         blur_scale: multiplier of every camera's blur (camera blur is given for 128-px crops
             and scaled with the crop height).
+        camera_variation: how far each camera's response (colour cast, saturation,
+            brightness, gamma, blur, resolution, noise) departs from the mean camera of its
+            modality: 1 = the camera table, 0 = every camera of a modality alike (scenes and
+            viewpoints still differ).
         jpeg_quality: JPEG quality of SYSU images.
     """
 
@@ -122,6 +127,7 @@ class SynthPreset:
     rotation_deg: float = 2.5
     noise_scale: float = 1.0
     blur_scale: float = 1.0
+    camera_variation: float = 1.0
     jpeg_quality: int = 90
 
     def __post_init__(self) -> None:
@@ -132,6 +138,8 @@ class SynthPreset:
             raise ValueError(f"images_per_camera must be 1 <= lo <= hi, got {lo, hi}")
         if not 0.0 <= self.ir_colour_correlation <= 1.0:
             raise ValueError("ir_colour_correlation must lie in [0, 1]")
+        if self.camera_variation < 0.0:
+            raise ValueError("camera_variation must be >= 0")
 
 
 # ----------------------------------------------------------------------------- identities
@@ -1059,6 +1067,28 @@ class RenderedCrop:
     regions: np.ndarray
 
 
+_RESPONSE = ("saturation", "brightness", "gamma", "blur", "resolution", "noise")
+
+
+def _toward_mean(camera: CameraModel, variation: float) -> CameraModel:
+    """`camera` with its response moved to `variation` of its distance from the mean camera of
+    its modality (over the SYSU and RegDB cameras of that modality)."""
+    if variation == 1.0:
+        return camera
+    cameras = (*SYSU_CAMERAS.values(), *REGDB_CAMERAS.values())
+    peers = [c for c in cameras if c.modality == camera.modality]
+
+    def blend(own: float, values: list[float]) -> float:
+        mean = float(np.mean(values))
+        return mean + variation * (own - mean)
+
+    changes: dict[str, object] = {
+        name: blend(getattr(camera, name), [getattr(c, name) for c in peers]) for name in _RESPONSE
+    }
+    changes["gains"] = tuple(blend(camera.gains[i], [c.gains[i] for c in peers]) for i in range(3))
+    return dataclasses.replace(camera, **changes)
+
+
 def render_crop(
     identity: Identity,
     pose: Pose,
@@ -1077,6 +1107,7 @@ def render_crop(
         The crop: uint8 RGB, three equal channels for infrared cameras.
     """
     height, width, ss = preset.height, preset.width, preset.supersample
+    camera = _toward_mean(camera, preset.camera_variation)
     person, cover, regions = _person_layer(identity, pose, camera, height, width, ss)
     folds = _smooth_noise(rng, height, width, max(2, height // 12))  # creases, uneven light
     person *= (1.0 + 0.06 * folds)[..., None]

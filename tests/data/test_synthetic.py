@@ -414,3 +414,21 @@ def test_dataset_root_regenerates_a_stale_tree_and_leaves_others(tmp_path: Path)
     assert stale_reason(own, "sysu", 5, 4, "tiny") is None
     cfg = load_config(["configs/synthetic-tiny.yaml"], [f"data.root={own}"])
     assert dataset_root(cfg) == own and [p.name for p in own.iterdir()] == ["cam1"]
+
+
+def test_camera_variation_moves_cameras_to_their_modality_mean():
+    from mmm_core.data.synthetic_render import SYSU_CAMERAS, _toward_mean
+
+    cams = SYSU_CAMERAS
+    assert _toward_mean(cams["cam1"], 1.0) is cams["cam1"]  # the table itself: same images
+    alike = [_toward_mean(cams[name], 0.0) for name in ("cam1", "cam2", "cam4", "cam5")]
+    for field in ("gains", "saturation", "brightness", "gamma", "blur", "resolution", "noise"):
+        values = {getattr(c, field) for c in alike}
+        assert len(values) == 1, field
+    nir = [_toward_mean(cams[name], 0.0) for name in ("cam3", "cam6")]
+    assert nir[0].gamma == nir[1].gamma == pytest.approx((0.9 + 1.2) / 2)
+    assert nir[0].background != nir[1].background  # scenes still differ
+    half = _toward_mean(cams["cam6"], 0.5)
+    assert half.resolution == pytest.approx(0.6 + 0.5 * (0.675 - 0.6))
+    with pytest.raises(ValueError, match="camera_variation"):
+        dataclasses.replace(PRESETS["bench"], camera_variation=-0.1)
