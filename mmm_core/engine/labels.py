@@ -27,6 +27,7 @@ from mmm_core.config import Config
 from mmm_core.engine.targets import RoundTargets, Stage1Targets, Stage2Targets
 from mmm_core.evaluation.diagnostics import (
     correspondence_diagnostics,
+    cross_camera_information,
     cross_modality_information,
     pseudo_label_diagnostics,
 )
@@ -248,12 +249,16 @@ def label_diagnostics(
     true_infrared: np.ndarray,
     features_visible: np.ndarray | None = None,
     features_infrared: np.ndarray | None = None,
+    cameras: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """The round's pseudo-label metrics (SPEC section 4) under the metrics.jsonl names.
 
     With the round's features also ``oracle_match_accuracy`` and ``cross_nn_accuracy`` (and
     their ``cross_chance`` level): how much cross-modality identity information the features
-    carry, whatever the clustering found (`cross_modality_information`).
+    carry, whatever the clustering found (`cross_modality_information`). With the
+    (visible, infrared) `cameras` too, per modality ``xcam_nn_*`` (a sample's nearest sample
+    from another camera is the same person) and ``camera_split_*`` (people seen by several
+    cameras whose samples the clustering split; `cross_camera_information`).
     """
     v = pseudo_label_diagnostics(clusters.labels_visible, true_visible, prefix="visible")
     r = pseudo_label_diagnostics(clusters.labels_infrared, true_infrared, prefix="infrared")
@@ -302,4 +307,18 @@ def label_diagnostics(
         out["oracle_match_accuracy"] = x["xmodal/centroid_match_accuracy"]
         out["cross_nn_accuracy"] = x["xmodal/nn_accuracy"]
         out["cross_chance"] = x["xmodal/chance"]
+        if cameras is not None:
+            for name, features, true, cams, labels in (
+                ("visible", features_visible, true_visible, cameras[0], clusters.labels_visible),
+                (
+                    "infrared",
+                    features_infrared,
+                    true_infrared,
+                    cameras[1],
+                    clusters.labels_infrared,
+                ),
+            ):
+                c = cross_camera_information(features, true, cams, labels)
+                out[f"xcam_nn_{name}"] = c["xcam/nn_accuracy"]
+                out[f"camera_split_{name}"] = c["xcam/split"]
     return out

@@ -152,7 +152,13 @@ def prepare_round(ctx: RoundContext, round_index: int) -> dict[str, Any]:
     )
     matched = time.perf_counter()
     metrics = label_diagnostics(
-        targets, clusters, visible.pids, infrared.pids, features_v, features_r
+        targets,
+        clusters,
+        visible.pids,
+        infrared.pids,
+        features_v,
+        features_r,
+        cameras=(visible.camids, infrared.camids),
     )
     metrics.update(
         time_extract=extracted - started,

@@ -19,6 +19,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 __all__ = [
     "correspondence_diagnostics",
+    "cross_camera_information",
     "cross_modality_information",
     "majority_ids",
     "noise_as_singletons",
@@ -309,6 +310,58 @@ def cross_modality_information(
         _key(prefix, "centroid_match_accuracy"): centroid_accuracy,
         _key(prefix, "nn_accuracy"): hits / max(queries.size, 1),
         _key(prefix, "chance"): 1.0 / shared.size,
+    }
+
+
+def cross_camera_information(
+    features: np.ndarray,
+    true_ids: np.ndarray,
+    camids: np.ndarray,
+    labels: np.ndarray | None = None,
+    prefix: str = "xcam",
+    max_queries: int = 2000,
+) -> dict[str, float]:
+    """Whether the features find a person across the cameras of one modality.
+
+    Re-ID clusters that follow cameras (each camera's tracklet a cluster of its own) teach
+    nothing that carries across cameras, let alone across modalities. With the true ids:
+
+    - ``nn_accuracy``: fraction of samples whose nearest sample *from another camera* has
+      their identity (queries: samples whose identity appears in another camera; at most
+      `max_queries`, evenly spaced);
+    - ``split``: with the round's pseudo-`labels`, the fraction of identities seen by more
+      than one camera whose clustered samples fall in more than one cluster (1 = every such
+      person split, typically by camera); NaN without labels.
+
+    Args:
+        features: (N, d) float features (any norm); true_ids, camids: (N,) ints.
+        labels: (N,) pseudo-labels (-1 = noise) or None.
+    """
+    true_ids = _labels("true_ids", true_ids)
+    camids = _labels("camids", camids)
+    f = _normalised(features, len(true_ids), "features")
+    if camids.shape != true_ids.shape:
+        raise ValueError(f"camids {camids.shape} and true_ids {true_ids.shape} must match")
+    pairs = np.unique(np.stack([true_ids, camids], axis=1), axis=0)
+    ids, cams_per_id = np.unique(pairs[:, 0], return_counts=True)
+    multi = ids[cams_per_id > 1]
+    queries = np.flatnonzero(np.isin(true_ids, multi))
+    if queries.size > max_queries:
+        queries = queries[np.linspace(0, queries.size - 1, max_queries).astype(np.int64)]
+    hits = 0
+    for start in range(0, queries.size, 512):
+        block = queries[start : start + 512]
+        sims = f[block] @ f.T
+        sims[camids[block][:, None] == camids[None, :]] = -np.inf
+        hits += int(np.sum(true_ids[np.argmax(sims, axis=1)] == true_ids[block]))
+    split = float("nan")
+    if labels is not None and multi.size:
+        labels = _labels("labels", labels)
+        counts = [np.unique(labels[(true_ids == i) & (labels >= 0)]).size for i in multi]
+        split = float(np.mean(np.asarray(counts) > 1))
+    return {
+        _key(prefix, "nn_accuracy"): hits / queries.size if queries.size else float("nan"),
+        _key(prefix, "split"): split,
     }
 
 

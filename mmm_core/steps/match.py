@@ -33,13 +33,15 @@ def run(
     targets = match_round(cfg, stage, visible, infrared, clusters, seed=seed)
     targets.save(out_targets)
     manifest = Manifest.read(manifest_path, cfg.data.root)  # true ids only: no images read
+    sides = manifest.modality("visible"), manifest.modality("infrared")
     metrics = label_diagnostics(
         targets,
         clusters,
-        manifest.modality("visible").pids,
-        manifest.modality("infrared").pids,
+        sides[0].pids,
+        sides[1].pids,
         visible,
         infrared,
+        cameras=(sides[0].camids, sides[1].camids),
     )
     metrics["time_match"] = time.perf_counter() - started
     return metrics

@@ -212,3 +212,22 @@ def test_cross_modality_information_uses_only_shared_ids_and_caps_queries() -> N
     assert all(np.isnan(v) for v in none.values())
     with pytest.raises(ValueError, match="visible_features"):
         cross_modality_information(centres[:3], centres[:2], np.array([0, 1]), np.array([0, 1]))
+
+
+def test_cross_camera_information_sees_clusters_that_follow_cameras():
+    from mmm_core.evaluation.diagnostics import cross_camera_information
+
+    rng = np.random.default_rng(0)
+    ids = np.repeat(np.arange(6), 4)  # 6 people, 2 images in each of 2 cameras
+    cams = np.tile([0, 0, 1, 1], 6)
+    identity = np.eye(8)[ids] * 3.0
+    camera = np.eye(8)[6 + cams] * 3.0
+    noise = rng.normal(0, 0.05, (24, 8))
+    good = cross_camera_information(identity + camera + noise, ids, cams, labels=ids)
+    assert good == {"xcam/nn_accuracy": 1.0, "xcam/split": 0.0}
+    # features that know only the camera: other-camera neighbours are anybody
+    blind = cross_camera_information(camera + noise, ids, cams, labels=ids * 2 + cams)
+    assert blind["xcam/nn_accuracy"] < 0.5 and blind["xcam/split"] == 1.0
+    # one camera per person: nothing to ask
+    alone = cross_camera_information(identity, ids, np.zeros(24, dtype=int), labels=None)
+    assert np.isnan(alone["xcam/nn_accuracy"]) and np.isnan(alone["xcam/split"])
