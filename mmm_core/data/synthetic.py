@@ -101,7 +101,7 @@ _SYSU_OWNED = (*_SYSU_CAMERA_NAMES, "exp", "synthetic.json")
 _REGDB_OWNED = ("Visible", "Thermal", "idx", "synthetic.json")
 _REGDB_TRIALS = 10
 # Version of the world model in synthetic.json: bump it whenever a preset draws different
-# images, so that runs regenerate trees written by an older version (loop.dataset_root).
+# images, so that runs regenerate trees written by an older version (engine.build.dataset_root).
 SYNTH_VERSION = 1
 # SeedSequence stream tags: every random quantity comes from its own (seed, tag, ...) stream,
 # so nothing depends on generation order, dict order, threads or time.
