@@ -11,13 +11,29 @@ import pytest
 from mmm_core.engine.targets import load_targets
 
 
-@pytest.mark.slow
-def test_tiny_pipeline_runs_locally(tmp_path: Path, micro_config, row_keys) -> None:
+@pytest.fixture(scope="module")
+def pipeline_run(micro_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One tiny pipeline run through kfp.local (width 16, tracking on), shared by the tests of
+    this module: (config, its folder, its rows, the lines it printed)."""
+    from mmm_core.config import load_config
     from pipelines.local import run_local
+    from tests.conftest import MICRO_OVERRIDES
 
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    settings = [f"data.root={micro_dataset}", *MICRO_OVERRIDES, "model.width=16"]
+    cfg = load_config(configs / "synthetic-tiny.yaml", settings).replace(
+        **{"tracking.enabled": True, "tracking.model_name": "tiny"}
+    )
+    folder = tmp_path_factory.mktemp("pipeline") / "run"
     printed: list[str] = []
-    cfg = micro_config.replace(**{"tracking.enabled": True, "tracking.model_name": "tiny"})
-    rows = run_local(cfg, tmp_path / "run", echo=printed.append)
+    rows = run_local(cfg, folder, echo=printed.append)
+    return cfg, folder, rows, printed
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_runs_locally(pipeline_run, row_keys) -> None:
+    cfg, folder, rows, printed = pipeline_run
+    tmp_path = folder.parent
     assert [r["round"] for r in rows] == [0, 1] and [r["stage"] for r in rows] == [1, 2]
     for row in rows:
         assert set(row) >= row_keys | {"time_extract", "time_cluster", "time_match"}
@@ -30,7 +46,7 @@ def test_tiny_pipeline_runs_locally(tmp_path: Path, micro_config, row_keys) -> N
     assert len(features) == 2
     with np.load(features[0]) as data:
         assert set(data.files) == {"visible", "infrared"}
-        assert data["visible"].dtype == np.float32 and data["visible"].shape[1] == 512
+        assert data["visible"].dtype == np.float32 and data["visible"].shape[1] == 128
     stages = sorted(load_targets(p).stage for p in root.glob("*/*/targets"))
     assert stages == [1, 2]
     assert (tmp_path / "run" / "pipeline.log").stat().st_size > 0
@@ -52,15 +68,14 @@ def test_tiny_pipeline_runs_locally(tmp_path: Path, micro_config, row_keys) -> N
 
 
 @pytest.mark.slow
-def test_mmm_train_and_mmm_run_write_identical_rows(tmp_path: Path, micro_config) -> None:
+def test_mmm_train_and_mmm_run_write_identical_rows(tmp_path: Path, pipeline_run) -> None:
     """The in-process loop (`mmm train`) and the pipeline's steps over files (`mmm run`) are
-    one method: on the same config and seed their metrics rows are equal, timings aside."""
+    one method: on the same config and seed their metrics rows are equal, timings aside
+    (and whether a tracking server is told: the pipeline run tracks, this one does not)."""
     from mmm_core.engine.loop import run_training
-    from pipelines.local import run_local
 
-    cfg = micro_config.replace(**{"tracking.enabled": False, "model.width": 16})
-    in_process = run_training(cfg, tmp_path / "train")
-    pipeline = run_local(cfg, tmp_path / "run")
+    cfg, _, pipeline, _ = pipeline_run
+    in_process = run_training(cfg.replace(**{"tracking.enabled": False}), tmp_path / "train")
 
     def comparable(rows: list[dict]) -> list[dict]:
         return [{k: v for k, v in r.items() if not k.startswith("time_")} for r in rows]
