@@ -7,6 +7,7 @@ from it is a hidden dependency, and a name listed but undefined is a broken prom
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import importlib.util
 from pathlib import Path
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("mmm_core", "mmm_cli", "pipelines", "components", "benchmarks")
 
 
+@functools.cache
 def _imports() -> list[tuple[str, str, str]]:
     """(importing file:line, module, name) of every ``from mmm_core.X import name``."""
     found = []
