@@ -25,6 +25,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmm_cli.errors import UsageError
+
 if TYPE_CHECKING:
     from mmm_core.evaluation import protocols
 
@@ -125,7 +127,7 @@ def _checkpoint_extractor(args: argparse.Namespace) -> protocols.Extractor:
     try:
         from mmm_core.config import ConfigError, load_config
         from mmm_core.engine.build import make_extractor
-        from mmm_core.engine.checkpoint import load_checkpoint
+        from mmm_core.engine.checkpoint import CheckpointError, load_checkpoint
         from mmm_core.engine.features import resolve_device
         from mmm_core.models import build_model
     except ImportError as error:
@@ -159,10 +161,10 @@ def _checkpoint_extractor(args: argparse.Namespace) -> protocols.Extractor:
     try:
         model.load_state_dict(state.model)
     except RuntimeError as error:
-        raise RuntimeError(
+        raise CheckpointError(
             f"{args.checkpoint}: weights do not fit a {arch} model of width {state.width} "
             f"with non_local={cfg.model.non_local}; pass the run's config with --config ({error})"
-        ) from error
+        ) from None
     device = resolve_device(args.device)
     model.to(device)
     flip = cfg.eval.flip if args.flip is None else args.flip
@@ -237,10 +239,13 @@ def _write_outputs(
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``mmm evaluate``; returns the exit status (0 ok, 2 bad input)."""
+    """Run ``mmm evaluate``; errors go to the `mmm` boundary (exit 2 for bad input)."""
+    from mmm_core.config import ConfigError
+    from mmm_core.data.manifest import DatasetError
+    from mmm_core.engine.checkpoint import CheckpointError
+
     if args.trials < 1 or args.max_rank < 1 or args.ranked_list < 0:
-        log.error("--trials and --max-rank must be >= 1, --ranked-list >= 0")
-        return 2
+        raise UsageError("--trials and --max-rank must be >= 1, --ranked-list >= 0")
     try:
         extract = (
             _features_extractor(args) if args.features is not None else _checkpoint_extractor(args)
@@ -249,8 +254,9 @@ def main(args: argparse.Namespace) -> int:
         print(result.table())
         if args.out is not None:
             _write_outputs(args, result, extract)
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
+    except (ConfigError, DatasetError, CheckpointError):
+        raise  # already named and classified
+    except (ValueError, KeyError) as error:  # features that do not fit the protocol
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        log.error("evaluate: %s", message)
-        return 2
+        raise UsageError(f"evaluate: {message}") from None
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from PIL import Image
 
 from mmm_cli.commands import evaluate as cli
+from mmm_cli.main import main as mmm
 from mmm_core.evaluation.protocols import save_feature_file
 
 
@@ -83,7 +83,7 @@ def test_evaluate_sysu_features_writes_outputs(tmp_path, sysu_root, capsys):
     assert "data:image/png;base64" in (out / "ranked_list.html").read_text()
 
 
-def test_evaluate_regdb_and_normalize(tmp_path, regdb_root, caplog):
+def test_evaluate_regdb_and_normalize(tmp_path, regdb_root, capsys):
     paths, features = _identity_features(regdb_root, scale=3.0)
     save_feature_file(tmp_path / "f.npz", paths, features)
     argv = [
@@ -98,35 +98,23 @@ def test_evaluate_regdb_and_normalize(tmp_path, regdb_root, caplog):
         "--out",
         str(tmp_path / "out"),
     ]
-    with caplog.at_level(logging.ERROR):
-        assert cli.main(_parse(argv)) == 2
-    assert "L2-normalised" in caplog.text
+    assert mmm(["evaluate", *argv]) == 2
+    assert "L2-normalised" in capsys.readouterr().err
     assert cli.main(_parse([*argv, "--normalize", "--ranked-list", "0"])) == 0
     data = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(data["settings"]) == {"regdb/visible->thermal", "regdb/thermal->visible"}
     assert not (tmp_path / "out" / "ranked_list.png").exists()
 
 
-def test_missing_features_and_checkpoint_errors_are_clear(tmp_path, regdb_root, caplog):
+def test_missing_features_and_checkpoint_errors_are_clear(tmp_path, regdb_root, capsys):
     save_feature_file(tmp_path / "f.npz", ["Visible/1/x.bmp"], np.ones((1, 4)) / 2)
-    with caplog.at_level(logging.ERROR):
-        args = _parse(
-            ["--features", str(tmp_path / "f.npz"), "--format", "regdb", "--root", str(regdb_root)]
-        )
-        assert cli.main(args) == 2
-        assert "have no features" in caplog.text
-        args = _parse(
-            [
-                "--checkpoint",
-                str(tmp_path / "none.pt"),
-                "--format",
-                "regdb",
-                "--root",
-                str(regdb_root),
-            ]
-        )
-        assert cli.main(args) == 2
-        assert "checkpoint not found" in caplog.text
+    where = ["--format", "regdb", "--root", str(regdb_root)]
+    assert mmm(["evaluate", "--features", str(tmp_path / "f.npz"), *where]) == 2
+    err = capsys.readouterr().err
+    assert "have no features" in err and "Traceback" not in err
+    assert mmm(["evaluate", "--checkpoint", str(tmp_path / "none.pt"), *where]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint not found" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
@@ -181,7 +169,7 @@ def test_evaluate_checkpoint(tmp_path, regdb_root):
 
 
 def test_evaluate_takes_the_input_size_from_the_checkpoint(
-    tmp_path, regdb_root, monkeypatch, caplog
+    tmp_path, regdb_root, monkeypatch, capsys
 ):
     pytest.importorskip("torch")
     from mmm_core.engine import build
@@ -206,5 +194,6 @@ def test_evaluate_takes_the_input_size_from_the_checkpoint(
             str(regdb_root), "--device", "cpu", "--out", str(tmp_path / "out")]  # fmt: skip
     assert cli.main(_parse(argv)) == 0  # no config given: the default 288x144 is not used
     assert seen == [(32, 16)]
-    assert cli.main(_parse([*argv, "--set", "data.height=64"])) == 2
-    assert "is 64x144, but" in caplog.text and "was trained at 32x16" in caplog.text
+    assert mmm(["evaluate", *argv, "--set", "data.height=64"]) == 2
+    err = capsys.readouterr().err
+    assert "is 64x144, but" in err and "was trained at 32x16" in err
