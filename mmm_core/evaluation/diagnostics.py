@@ -298,14 +298,8 @@ def cross_modality_information(
         centroids.append(sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12))
     rows, cols = linear_sum_assignment(-(centroids[0] @ centroids[1].T))
     centroid_accuracy = float(np.mean(rows == cols))
-    queries = np.flatnonzero(np.isin(infrared_true, shared))
-    if queries.size > max_queries:
-        queries = queries[np.linspace(0, queries.size - 1, max_queries).astype(np.int64)]
-    hits = 0
-    for start in range(0, queries.size, 512):
-        block = queries[start : start + 512]
-        nearest = np.argmax(fr[block] @ fv.T, axis=1)
-        hits += int(np.sum(visible_true[nearest] == infrared_true[block]))
+    queries = _spaced(np.flatnonzero(np.isin(infrared_true, shared)), max_queries)
+    hits = _nearest_hits(queries, fr, infrared_true, fv, visible_true)
     return {
         _key(prefix, "centroid_match_accuracy"): centroid_accuracy,
         _key(prefix, "nn_accuracy"): hits / max(queries.size, 1),
@@ -345,15 +339,8 @@ def cross_camera_information(
     pairs = np.unique(np.stack([true_ids, camids], axis=1), axis=0)
     ids, cams_per_id = np.unique(pairs[:, 0], return_counts=True)
     multi = ids[cams_per_id > 1]
-    queries = np.flatnonzero(np.isin(true_ids, multi))
-    if queries.size > max_queries:
-        queries = queries[np.linspace(0, queries.size - 1, max_queries).astype(np.int64)]
-    hits = 0
-    for start in range(0, queries.size, 512):
-        block = queries[start : start + 512]
-        sims = f[block] @ f.T
-        sims[camids[block][:, None] == camids[None, :]] = -np.inf
-        hits += int(np.sum(true_ids[np.argmax(sims, axis=1)] == true_ids[block]))
+    queries = _spaced(np.flatnonzero(np.isin(true_ids, multi)), max_queries)
+    hits = _nearest_hits(queries, f, true_ids, f, true_ids, groups=(camids, camids))
     split = float("nan")
     if labels is not None and multi.size:
         labels = _labels("labels", labels)
@@ -363,6 +350,34 @@ def cross_camera_information(
         _key(prefix, "nn_accuracy"): hits / queries.size if queries.size else float("nan"),
         _key(prefix, "split"): split,
     }
+
+
+def _spaced(indices: np.ndarray, most: int) -> np.ndarray:
+    """At most `most` of `indices`, evenly spaced (all of them when there are few)."""
+    if indices.size <= most:
+        return indices
+    return indices[np.linspace(0, indices.size - 1, most).astype(np.int64)]
+
+
+def _nearest_hits(
+    queries: np.ndarray,
+    query_features: np.ndarray,
+    query_ids: np.ndarray,
+    gallery_features: np.ndarray,
+    gallery_ids: np.ndarray,
+    groups: tuple[np.ndarray, np.ndarray] | None = None,
+) -> int:
+    """How many query rows `queries` have a nearest gallery row (largest dot product) of their
+    own id; with (query, gallery) `groups`, gallery rows of the query's own group are skipped.
+    In blocks of 512 queries, so the similarity matrix stays small."""
+    hits = 0
+    for start in range(0, queries.size, 512):
+        block = queries[start : start + 512]
+        sims = query_features[block] @ gallery_features.T
+        if groups is not None:
+            sims[groups[0][block][:, None] == groups[1][None, :]] = -np.inf
+        hits += int(np.sum(gallery_ids[np.argmax(sims, axis=1)] == query_ids[block]))
+    return hits
 
 
 def _normalised(features: np.ndarray, rows: int, name: str) -> np.ndarray:
