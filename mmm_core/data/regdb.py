@@ -105,5 +105,20 @@ def test_set(root: str | Path, trial: int, modality: str) -> tuple[list[str], np
     _check_modality(modality)
     root = Path(root)
     _check_root(root)
-    rels, labels = read_index_file(root, _index_path(root, "test", modality, trial))
+    index = _index_path(root, "test", modality, trial)
+    rels, labels = read_index_file(root, index)
+    train_rels, _ = read_index_file(root, _index_path(root, "train", modality, trial))
+    shared = sorted(set(map(_id_folder, rels)) & set(map(_id_folder, train_rels)) - {None})
+    if shared:
+        raise DatasetError(
+            index,
+            f"{len(shared)} test id folder(s) also hold training images of trial {trial}: "
+            f"{shared[:10]}; the splits must be disjoint",
+        )
     return [str(root / r) for r in rels], np.asarray(labels, dtype=np.int64)
+
+
+def _id_folder(rel: str) -> str | None:
+    """The id folder of an index path (``Visible/<id>/<file>``), or None in another layout."""
+    parts = Path(rel).parts
+    return "/".join(parts[:2]) if len(parts) >= 3 else None

@@ -87,8 +87,18 @@ def train_ids(root: str | Path) -> list[int]:
 
 
 def test_ids(root: str | Path) -> list[int]:
-    """Test ids, sorted (96 in the real release)."""
-    return sorted(read_id_file(Path(root) / "exp" / "test_id.txt"))
+    """Test ids, sorted (96 in the real release); an id that is also a training id is an
+    error (the test would measure memorisation)."""
+    path = Path(root) / "exp" / "test_id.txt"
+    ids = sorted(read_id_file(path))
+    shared = sorted(set(ids) & set(train_ids(root)))
+    if shared:
+        raise DatasetError(
+            path,
+            f"{len(shared)} test id(s) are also training ids (train_id.txt / val_id.txt): "
+            f"{shared[:10]}; the splits must be disjoint",
+        )
+    return ids
 
 
 def _id_folder(root: Path, camera: str, pid: int) -> Path:
@@ -111,11 +121,18 @@ def _check_ids_present(root: Path, ids: list[int], id_file: str, cameras: tuple[
         )
 
 
+def _holds_images(camera: Path) -> bool:
+    """Whether some id folder of `camera` holds an image (hidden files and empty id folders
+    do not count)."""
+    return any(entry.is_dir() and list_images(entry) for entry in camera.iterdir())
+
+
 def train_manifest(root: str | Path) -> Manifest:
     """All training images (train + val ids), cameras cam1..cam6, in a fixed order.
 
-    Order: camera, then id, then file name. Empty camera folders are an error; an id folder
-    that is missing from some camera is normal (not every id is seen by every camera).
+    Order: camera, then id, then file name. A camera folder without any image is an error; an
+    id folder that is missing from some camera is normal (not every id is seen by every
+    camera).
     """
     root = Path(root)
     _check_root(root)
@@ -126,8 +143,8 @@ def train_manifest(root: str | Path) -> Manifest:
     camids: list[int] = []
     modalities: list[int] = []
     for camera in ALL_CAMERAS:
-        if not any((root / camera).iterdir()):
-            raise DatasetError(root / camera, "camera folder is empty")
+        if not _holds_images(root / camera):
+            raise DatasetError(root / camera, "camera folder holds no image")
         modality = INFRARED if camera in IR_CAMERAS else VISIBLE
         for pid in ids:
             folder = _id_folder(root, camera, pid)

@@ -18,6 +18,7 @@ from typing import Any
 
 from mmm_core.config import Config, dump_config
 from mmm_core.data import train_manifest
+from mmm_core.data.check import check_test_images
 from mmm_core.engine.build import (
     build_network,
     build_trainer,
@@ -106,11 +107,14 @@ def run_training(
                 f"{state.next_round - 1}; the history of rounds {len(rows)}.."
                 f"{state.next_round - 1} is lost - start a new run"
             )
+    # The data is read and every test image decoded before anything of the run is written:
+    # bad data ends the run here, not at the first evaluation after a round of training.
+    root = dataset_root(cfg, progress)
+    manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
+    check_test_images(cfg.data.format, root, cfg.data.trial, progress)
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
     seed_everything(cfg.seed)
-    root = dataset_root(cfg, progress)
-    manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
     manifest.write(out / "manifest.tsv")
     cfg, tracker = start_run(cfg, out.name, run_dir=out)
     model = build_network(cfg, device)

@@ -76,3 +76,12 @@ def test_trial_and_modality_checked(tiny_regdb: Path) -> None:
         regdb.test_set(tiny_regdb, 0, "visible")
     with pytest.raises(ValueError, match="unknown RegDB modality"):
         regdb.test_set(tiny_regdb, 1, "infrared")
+
+
+def test_a_test_id_with_training_images_is_an_error(tiny_regdb: Path) -> None:
+    index = tiny_regdb / "idx" / "test_visible_2.txt"
+    train_line = (tiny_regdb / "idx" / "train_visible_2.txt").read_text().splitlines()[0]
+    index.write_text(index.read_text() + train_line + "\n")
+    with pytest.raises(DatasetError, match=r"test_visible_2.txt: 1 test id folder\(s\) also hold"):
+        regdb.test_set(tiny_regdb, 2, "visible")
+    regdb.test_set(tiny_regdb, 1, "visible")  # the other trials are untouched

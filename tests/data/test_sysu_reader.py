@@ -124,8 +124,21 @@ def test_missing_camera_folder(tiny_sysu: Path) -> None:
 def test_empty_camera_folder(sysu_factory, tmp_path: Path) -> None:
     images = {(cam, pid): 2 for cam in (1, 2, 3, 4, 5) for pid in (1, 2, 3)}
     root = sysu_factory(tmp_path / "s", images, train=[1], val=[2], test=[3])
-    with pytest.raises(DatasetError, match="cam6: camera folder is empty"):
+    with pytest.raises(DatasetError, match="cam6: camera folder holds no image"):
         sysu.train_manifest(root)
+    # Hidden files and empty id folders do not make a camera folder hold images.
+    (root / "cam6" / ".DS_Store").write_bytes(b"finder")
+    (root / "cam6" / "0001").mkdir(parents=True)
+    (root / "cam6" / "0001" / ".thumbs").write_bytes(b"")
+    with pytest.raises(DatasetError, match="cam6: camera folder holds no image"):
+        sysu.train_manifest(root)
+
+
+def test_a_test_id_among_the_training_ids_is_an_error(sysu_factory, tmp_path: Path) -> None:
+    images = {(cam, pid): 2 for cam in range(1, 7) for pid in (1, 2, 3)}
+    root = sysu_factory(tmp_path / "s", images, train=[1, 3], val=[2], test=[3])
+    with pytest.raises(DatasetError, match=r"test_id.txt: 1 test id\(s\) are also training ids"):
+        sysu.query_set(root)
 
 
 def test_bad_id_file_names_file_and_line(tiny_sysu: Path) -> None:
