@@ -27,6 +27,8 @@ import math
 import numbers
 import os
 import re
+import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -38,11 +40,13 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 __all__ = [
+    "BufferedTracker",
     "MlflowTracker",
     "NullTracker",
     "RegisteredVersion",
     "Tracker",
     "TrackingError",
+    "bounded_retries",
     "check_server",
     "finite_metrics",
     "flatten_params",
@@ -304,6 +308,23 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
         raise TrackingError(f"MLflow tracking server {uri} answered {status} to GET /health")
 
 
+# MLflow's client retries a failed request 7 times with a backoff factor of 2 and a 120 s
+# timeout: about 4 min of stall per request when the server is gone. These bounds make a
+# failed request give up after about 30 s at most (3 s when the port is closed); a user's own
+# MLFLOW_HTTP_REQUEST_* variables are kept.
+BOUNDED_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",
+}
+
+
+def bounded_retries() -> None:
+    """Set `BOUNDED_RETRIES` in this process's environment where the user has not."""
+    for name, value in BOUNDED_RETRIES.items():
+        os.environ.setdefault(name, value)
+
+
 class MlflowTracker:
     """Logs to one MLflow run of `experiment` at tracking URI `uri`.
 
@@ -341,6 +362,7 @@ class MlflowTracker:
 
     def _connect(self) -> MlflowClient:
         if self._client is None:
+            bounded_retries()
             check_server(self.uri, self.health_timeout)
             from mlflow import MlflowClient
 
@@ -498,8 +520,6 @@ class MlflowTracker:
         run_id = self._require_run()
         self.log_artifact(checkpoint_path, name)
         if metadata:
-            import tempfile
-
             with tempfile.TemporaryDirectory() as folder:
                 meta = Path(folder) / "metadata.json"
                 meta.write_text(json.dumps(_plain(dict(metadata)), indent=1, default=str) + "\n")
@@ -581,6 +601,205 @@ class MlflowTracker:
 
             local = download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=self.uri)
         return Path(local)
+
+
+# --------------------------------------------------------------------------- outages
+
+
+class BufferedTracker:
+    """An `MlflowTracker` whose per-round logging survives an outage of the server.
+
+    ``mmm train`` logs through it. When logging a round's metrics or files fails, the round
+    is kept in ``state_file`` (``RUN/tracking.json``; files are copied beside it, into
+    ``tracking-backlog/``), one warning says that tracking is behind, and training goes on.
+    Before each later request the server is asked once for ``/health`` (5 s at most); when it
+    answers, the backlog is sent first, in order. The state file also holds the run id, so
+    ``--resume`` continues the same MLflow run and sends what is left. Starting and resuming a
+    run, and the final model and registration, still need the server (they raise
+    TrackingError); `end` sends the backlog first.
+    """
+
+    enabled = True
+
+    def __init__(self, inner: MlflowTracker, state_file: str | os.PathLike[str]) -> None:
+        self.inner = inner
+        self.state_file = Path(state_file)
+        self.backlog_dir = self.state_file.parent / "tracking-backlog"
+        self._pending: list[dict[str, Any]] = []
+        self._behind = False
+        if self.state_file.exists():
+            try:
+                state = json.loads(self.state_file.read_text())
+                self._pending = list(state.get("pending", []))
+            except (json.JSONDecodeError, AttributeError) as exc:
+                raise TrackingError(
+                    f"{self.state_file}: not a tracking state file: {exc}"
+                ) from None
+
+    @property
+    def uri(self) -> str:
+        return self.inner.uri
+
+    @property
+    def run_id(self) -> str | None:
+        return self.inner.run_id
+
+    @property
+    def pending(self) -> int:
+        """How many requests wait for the server."""
+        return len(self._pending)
+
+    def stored_run_id(self) -> str:
+        """The run id recorded in the state file by an earlier process ("" when none)."""
+        if not self.state_file.exists():
+            return ""
+        state = json.loads(self.state_file.read_text())
+        return str(state.get("run_id", "")) if state.get("uri") == self.inner.uri else ""
+
+    def _save(self) -> None:
+        state = {
+            "uri": self.inner.uri,
+            "experiment": self.inner.experiment,
+            "run_id": self.inner.run_id or "",
+            "pending": self._pending,
+        }
+        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
+        tmp.write_text(json.dumps(state, indent=1) + "\n")
+        tmp.replace(self.state_file)
+
+    # -- runs: need the server
+
+    def start(
+        self,
+        run_name: str,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        run_id = self.inner.start(run_name, params, tags)
+        self._save()
+        return run_id
+
+    def resume(self, run_id: str) -> str:
+        resumed = self.inner.resume(run_id)
+        self._save()
+        if self._pending:
+            self.flush()
+        return resumed
+
+    def end(self, status: str = "FINISHED") -> None:
+        if not self.flush():
+            raise TrackingError(
+                f"MLflow at {self.uri} does not answer: {len(self._pending)} request(s) of run "
+                f"{self.run_id} are kept in {self.state_file}; `mmm train --resume` sends them "
+                "when it answers again"
+            )
+        self.inner.end(status)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.inner.log_params(params)
+
+    # -- per-round logging: kept when the server is away
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
+        kept = finite_metrics(metrics)
+        if kept:
+            self._submit({"kind": "metrics", "step": int(step), "metrics": kept})
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no artifact to log at {path}")
+        self._submit({"kind": "artifact", "path": str(path), "artifact_path": artifact_path})
+
+    def _submit(self, request: dict[str, Any]) -> None:
+        if not self._pending and self._send(request):
+            return
+        if request["kind"] == "artifact":  # the file may change before it is sent: keep a copy
+            self.backlog_dir.mkdir(parents=True, exist_ok=True)
+            copy = Path(tempfile.mkdtemp(prefix="request-", dir=self.backlog_dir))
+            source = Path(request["path"])
+            target = copy / source.name
+            if source.is_dir():
+                shutil.copytree(source, target)
+            else:
+                shutil.copy2(source, target)
+            request = {**request, "path": str(target)}
+        self._pending.append(request)
+        self._save()
+        if not self._behind:
+            self._behind = True
+            log.warning(
+                "MLflow at %s does not answer: tracking is behind (kept in %s and sent when it "
+                "answers again, or on --resume); training goes on",
+                self.uri,
+                self.state_file,
+            )
+        self.flush()
+
+    def _send(self, request: dict[str, Any]) -> bool:
+        try:
+            if request["kind"] == "metrics":
+                self.inner.log_metrics(request["metrics"], step=request["step"])
+            else:
+                self.inner.log_artifact(request["path"], request["artifact_path"])
+        except TrackingError as exc:
+            log.debug("tracking request failed: %s", exc)
+            return False
+        return True
+
+    def flush(self) -> bool:
+        """Send the backlog, oldest first, if the server answers; True when nothing is left."""
+        if not self._pending:
+            return True
+        try:
+            check_server(self.uri, timeout=5.0)
+        except TrackingError:
+            return False
+        while self._pending:
+            if not self._send(self._pending[0]):
+                self._save()
+                return False
+            done = self._pending.pop(0)
+            self._save()
+            if done["kind"] == "artifact" and self.backlog_dir in Path(done["path"]).parents:
+                shutil.rmtree(Path(done["path"]).parent, ignore_errors=True)
+        if self._behind:
+            log.warning("MLflow at %s answers again: tracking has caught up", self.uri)
+            self._behind = False
+        return True
+
+    # -- the rest goes straight to the server
+
+    def log_model(
+        self,
+        checkpoint_path: str | os.PathLike[str],
+        name: str = "model",
+        *,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        return self.inner.log_model(checkpoint_path, name, metadata=metadata)
+
+    def register_model(
+        self,
+        name: str,
+        alias: str | None = None,
+        *,
+        artifact_path: str = "model",
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        return self.inner.register_model(name, alias, artifact_path=artifact_path, tags=tags)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.inner.set_alias(name, alias, version)
+
+    def get_alias_version(self, name: str, alias: str) -> RegisteredVersion | None:
+        return self.inner.get_alias_version(name, alias)
+
+    def get_run_metrics(self, run_id: str | None = None) -> dict[str, float]:
+        return self.inner.get_run_metrics(run_id)
+
+    def download_model(self, name: str, alias: str, dst_dir: str | os.PathLike[str]) -> Path:
+        return self.inner.download_model(name, alias, dst_dir)
 
 
 # --------------------------------------------------------------------------- factory

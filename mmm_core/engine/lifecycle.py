@@ -10,7 +10,9 @@ history file.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,9 @@ from mmm_core.engine.trainer import Trainer
 
 __all__ = [
     "TABLE_HEADER",
+    "TRACKING_STATE",
     "HistoryError",
+    "abort_run",
     "check_resumable",
     "finish_run",
     "format_row",
@@ -38,6 +42,11 @@ __all__ = [
     "start_run",
     "state_of",
 ]
+
+log = logging.getLogger(__name__)
+
+# The tracking state of a run folder: the MLflow run id and the backlog of an outage.
+TRACKING_STATE = "tracking.json"
 
 
 def jsonable(value: Any) -> Any:
@@ -171,13 +180,17 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def start_run(cfg: Config, name: str, run_dir: Path | None = None) -> tuple[Config, Any]:
+def start_run(
+    cfg: Config, name: str, run_dir: Path | None = None, *, resume: bool = False
+) -> tuple[Config, Any]:
     """The run's tracker: a new tracking run (its id written into the returned config), the
     run of ``tracking.run_id`` resumed, or the no-op tracker when tracking is off.
 
-    `run_dir` is where a tracker without a server keeps its local store (``mmm train``'s run
-    folder); without it (the pipeline), tracking needs ``tracking.uri`` or
-    ``MLFLOW_TRACKING_URI``.
+    `run_dir` is ``mmm train``'s run folder: a tracker without a server keeps its local store
+    there, and logging goes through a `BufferedTracker` whose state file,
+    ``RUN/tracking.json``, keeps the run id and what an outage of the server held back;
+    with `resume`, the run recorded there is continued and its backlog sent. Without
+    `run_dir` (the pipeline), tracking needs ``tracking.uri`` or ``MLFLOW_TRACKING_URI``.
     """
     if cfg.tracking.enabled and run_dir is None:
         from mmm_core.tracking import resolve_tracking_uri
@@ -190,6 +203,16 @@ def start_run(cfg: Config, name: str, run_dir: Path | None = None) -> tuple[Conf
             )
         cfg = cfg.replace(**{"tracking.uri": uri})
     tracker = tracker_for(cfg, run_dir)
+    if tracker.enabled and run_dir is not None:
+        from mmm_core.tracking import BufferedTracker
+
+        state = Path(run_dir) / TRACKING_STATE
+        if not resume:  # a replaced run's record is not this run's
+            state.unlink(missing_ok=True)
+            shutil.rmtree(Path(run_dir) / "tracking-backlog", ignore_errors=True)
+        tracker = BufferedTracker(tracker, state)
+        if resume and not cfg.tracking.run_id and tracker.stored_run_id():
+            cfg = cfg.replace(**{"tracking.run_id": tracker.stored_run_id()})
     if cfg.tracking.run_id:
         tracker.resume(cfg.tracking.run_id)
     elif tracker.enabled:
@@ -219,6 +242,19 @@ def record_round(
     tracker.log_metrics(row, step=int(row["round"]))
     if evaluation is not None:
         tracker.log_artifact(evaluation, f"evaluation/round-{int(row['round']):03d}")
+
+
+def abort_run(tracker: Any, status: str = "FAILED") -> None:
+    """End the tracker's run as FAILED (an error) or KILLED (interrupted); a tracking failure
+    here is logged, never raised over the error that ended the run."""
+    if not tracker.enabled or not tracker.run_id:
+        return
+    from mmm_core.tracking import TrackingError
+
+    try:
+        getattr(tracker, "inner", tracker).end(status)
+    except TrackingError as exc:
+        log.warning("could not mark MLflow run %s %s: %s", tracker.run_id, status, exc)
 
 
 def finish_run(

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mmm_core.config import Config, dump_config
-from mmm_core.data import train_manifest
+from mmm_core.data import Manifest, train_manifest
 from mmm_core.data.check import check_test_images
 from mmm_core.engine.build import (
     build_network,
@@ -26,11 +28,12 @@ from mmm_core.engine.build import (
     seed_everything,
     stage_of_round,
 )
-from mmm_core.engine.checkpoint import load_checkpoint, save_checkpoint
+from mmm_core.engine.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from mmm_core.engine.features import resolve_device
 from mmm_core.engine.lifecycle import (
     TABLE_HEADER,
     HistoryError,
+    abort_run,
     check_resumable,
     finish_run,
     format_row,
@@ -49,6 +52,7 @@ from mmm_core.engine.phases import (
     train_one_round,
 )
 from mmm_core.evaluation.visualize import save_round_curves
+from mmm_core.tracking import TrackingError
 
 __all__ = ["check_run_folder", "run_training"]
 
@@ -113,10 +117,55 @@ def run_training(
     manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
     check_test_images(cfg.data.format, root, cfg.data.trial, progress)
     out.mkdir(parents=True, exist_ok=True)
+    for orphan in out.glob("*.tmp"):  # a write that a kill interrupted (never a live one)
+        log.info("removing %s, left by an interrupted write", orphan)
+        orphan.unlink(missing_ok=True)
     dump_config(cfg, out / "config.yaml")
     seed_everything(cfg.seed)
     manifest.write(out / "manifest.tsv")
-    cfg, tracker = start_run(cfg, out.name, run_dir=out)
+    cfg, tracker = start_run(cfg, out.name, run_dir=out, resume=resume)
+    try:
+        rows = _train_rounds(cfg, out, tracker, root, manifest, device, state, rows, progress, echo)
+    except KeyboardInterrupt:
+        abort_run(tracker, "KILLED")
+        raise
+    except BaseException:
+        abort_run(tracker, "FAILED")
+        raise
+    try:
+        finish_run(
+            tracker,
+            cfg,
+            config=out / "config.yaml",
+            history=metrics_path,
+            checkpoint=checkpoint_path,
+            extra=(out / "rounds.png", evaluation_path),
+        )
+    except TrackingError as exc:
+        raise TrackingError(
+            f"training finished ({out}), but tracking did not: {exc}. Nothing is lost: "
+            f"`mmm train --resume --out {out}` with the same config sends what is left, logs "
+            "the model and registers it once the server answers"
+        ) from None
+    return rows
+
+
+def _train_rounds(
+    cfg: Config,
+    out: Path,
+    tracker: Any,
+    root: Path,
+    manifest: Manifest,
+    device: torch.device,
+    state: TrainingState | None,
+    rows: list[dict[str, Any]],
+    progress: bool,
+    echo: Callable[[str], None] | None,
+) -> list[dict[str, Any]]:
+    """The rounds from the checkpoint's next one (or 0) to the last; returns every row."""
+    metrics_path = out / "metrics.jsonl"
+    checkpoint_path = out / "checkpoint.pt"
+    evaluation_path = out / "evaluation.json"
     model = build_network(cfg, device)
     trainer = build_trainer(cfg, model, device)
     ctx = RoundContext(cfg, root, manifest, model, trainer, device, progress)
@@ -149,12 +198,4 @@ def run_training(
         save_round_curves({out.name: rows}, out / "rounds.png")
         if echo:
             echo(format_row(row))
-    finish_run(
-        tracker,
-        cfg,
-        config=out / "config.yaml",
-        history=metrics_path,
-        checkpoint=checkpoint_path,
-        extra=(out / "rounds.png", evaluation_path),
-    )
     return rows
