@@ -8,6 +8,7 @@ copied to ``RUN/metrics.jsonl`` (the same keys as ``mmm train``).
 
 import contextlib
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -16,7 +17,49 @@ from mmm_core.config import dump_config
 from mmm_core.engine.lifecycle import parse_rows
 from mmm_core.tracking import resolve_tracking_uri
 
-__all__ = ["run_local"]
+__all__ = ["PipelineTaskError", "failed_task", "run_local"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_FAILED = re.compile(r"Task '([^']+)' finished with status FAILURE")
+_EXCEPTION = re.compile(
+    r"^\s*((?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit)\w*)): (.*)$"
+)
+
+
+class PipelineTaskError(RuntimeError):
+    """A step of a local pipeline run failed: which task, and the error that ended it.
+
+    Attributes:
+        task: the task's name (e.g. ``extract-op``).
+        error_type: the class name of the exception the step raised ("" when not found).
+        message: that exception's message (or the runner's own words when not found).
+        log_path: the run's ``pipeline.log``, which holds the step's whole output.
+    """
+
+    def __init__(self, task: str, error_type: str, message: str, log_path: Path) -> None:
+        self.task = task
+        self.error_type = error_type
+        self.message = message
+        self.log_path = log_path
+        super().__init__(f"pipeline task '{task}' failed: {message}")
+
+
+def failed_task(log_text: str) -> tuple[str, str, str] | None:
+    """``(task, error type, message)`` of the first task a pipeline log reports as failed: the
+    last exception line printed between the task's start and its FAILURE line."""
+    lines = [_ANSI.sub("", line) for line in log_text.splitlines()]
+    for end, line in enumerate(lines):
+        found = _FAILED.search(line)
+        if not found:
+            continue
+        task = found.group(1)
+        start = max((i for i in range(end) if f"Executing task '{task}'" in lines[i]), default=0)
+        for candidate in reversed(lines[start:end]):
+            exception = _EXCEPTION.match(candidate)
+            if exception:
+                return task, exception.group(2), exception.group(3).strip()
+        return task, "", "no error message in its output"
+    return None
 
 
 def _resolve_paths(cfg):
@@ -123,6 +166,11 @@ def run_local(cfg, out: Path, echo=None) -> list[dict]:
                 raise_on_error=True,
             )
             task = pipeline(config_file=str(config_path))
+        except RuntimeError as exc:
+            failure = failed_task(log_path.read_text(errors="replace"))
+            if failure is None:
+                raise
+            raise PipelineTaskError(*failure, log_path) from exc
         finally:
             watcher.stopped.set()
             watcher.join()

@@ -26,16 +26,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from mmm_cli.main import BAD_INPUT
     from mmm_core.config import load_config
-    from pipelines.local import run_local
+    from pipelines.local import PipelineTaskError, run_local
 
     cfg = load_config(args.config, args.overrides)
     started = time.perf_counter()
     out = Path(args.out)
     try:
         rows = run_local(cfg, out)
-    except Exception as err:  # the pipeline's own error names the failing task
-        print(f"error: the pipeline failed: {err}\nsee {out / 'pipeline.log'}", file=sys.stderr)
+    except PipelineTaskError as err:  # the step's own one-line error, and where the rest is
+        print(f"error: {err}\n  (the step's whole output: {err.log_path})", file=sys.stderr)
+        return 2 if err.error_type in {kind.__name__ for kind in BAD_INPUT} else 1
+    except RuntimeError as err:  # kfp's own report, when no step output names the error
+        print(f"error: the pipeline failed: {' '.join(str(err).split())}", file=sys.stderr)
+        print(f"  (the steps' whole output: {out / 'pipeline.log'})", file=sys.stderr)
         return 1
     elapsed = time.perf_counter() - started
     print(f"pipeline finished: {len(rows)} rounds in {elapsed:.0f} s; history in {out}")
