@@ -21,6 +21,7 @@ import torch
 from mmm_core.config import Config, dump_config
 from mmm_core.data import Manifest, train_manifest
 from mmm_core.data.check import check_test_images
+from mmm_core.engine.budget import check_batch_fits
 from mmm_core.engine.build import (
     build_network,
     build_trainer,
@@ -116,6 +117,7 @@ def run_training(
     root = dataset_root(cfg, progress)
     manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
     check_test_images(cfg.data.format, root, cfg.data.trial, progress)
+    check_batch_fits(cfg, device)
     out.mkdir(parents=True, exist_ok=True)
     for orphan in out.glob("*.tmp"):  # a write that a kill interrupted (never a live one)
         log.info("removing %s, left by an interrupted write", orphan)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mmm_core.data import Manifest
 from mmm_core.engine import distributed
+from mmm_core.engine.budget import check_batch_fits
 from mmm_core.engine.build import build_network, build_trainer, dataset_root, stage_of_round
 from mmm_core.engine.checkpoint import load_checkpoint, save_checkpoint
 from mmm_core.engine.features import resolve_device
@@ -40,6 +41,8 @@ def run(
         import os
 
         device = resolve_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    if not ddp:  # (a rank's share of the batch is not the whole)
+        check_batch_fits(cfg, device)
     root = dataset_root(cfg)
     manifest = Manifest.read(manifest_path, root)
     targets = load_targets(targets_path)
