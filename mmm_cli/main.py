@@ -93,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not known.verbose:  # the HTTP clients' retry chatter ("Retrying (Retry(total=2...")
+        # would print before the one error line that names the cause; -v shows it
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     debug = known.debug or os.environ.get("MMM_DEBUG", "") not in ("", "0")
     prog = f"mmm {known.command}"
     try:

@@ -107,7 +107,9 @@ def test_resume_without_a_checkpoint(capsys, micro_dataset, tmp_path):
     assert (out / "metrics.jsonl").read_text() == '{"round": 0}\n' * 4
 
 
-def test_unreachable_s3_is_a_runtime_fault(capsys, tmp_path, monkeypatch, unused_port_here):
+def test_unreachable_s3_is_a_runtime_fault(
+    capsys, caplog, tmp_path, monkeypatch, unused_port_here
+):
     monkeypatch.setenv("MINIO_ENDPOINT", f"127.0.0.1:{unused_port_here}")
     monkeypatch.setenv("MINIO_ACCESS_KEY", "nobody")
     monkeypatch.setenv("MINIO_SECRET_KEY", "nothing")
@@ -116,6 +118,8 @@ def test_unreachable_s3_is_a_runtime_fault(capsys, tmp_path, monkeypatch, unused
     code, err = run(capsys, train_argv("s3://mmm-data/sysu", tmp_path / "run"))
     line = one_error_line(err)
     assert code == 1 and f"127.0.0.1:{unused_port_here}" in line
+    # no "Retrying (Retry(total=...))" lines from the HTTP client before the error line
+    assert not [r for r in caplog.records if r.name.startswith("urllib3")]
 
 
 def test_s3_without_credentials(capsys, tmp_path, monkeypatch):
