@@ -107,9 +107,7 @@ def test_resume_without_a_checkpoint(capsys, micro_dataset, tmp_path):
     assert (out / "metrics.jsonl").read_text() == '{"round": 0}\n' * 4
 
 
-def test_unreachable_s3_is_a_runtime_fault(
-    capsys, caplog, tmp_path, monkeypatch, unused_port_here
-):
+def test_unreachable_s3_is_a_runtime_fault(capsys, caplog, tmp_path, monkeypatch, unused_port_here):
     monkeypatch.setenv("MINIO_ENDPOINT", f"127.0.0.1:{unused_port_here}")
     monkeypatch.setenv("MINIO_ACCESS_KEY", "nobody")
     monkeypatch.setenv("MINIO_SECRET_KEY", "nothing")
