@@ -149,6 +149,17 @@ def _checkpoint_extractor(args: argparse.Namespace) -> protocols.Extractor:
             )
         height, width = state.input_size
         cfg = cfg.replace(**{"data.height": height, "data.width": width})
+    defaults = load_config(None, []).model  # a value that differs from them was given
+    for key, wanted, default, stored in (
+        ("model.arch", cfg.model.arch, defaults.arch, state.arch),
+        ("model.width", cfg.model.width, defaults.width, state.width),
+    ):
+        if wanted != default and stored is not None and wanted != stored:
+            raise ConfigError(
+                key,
+                f"is {wanted}, but {args.checkpoint} holds a {key.split('.')[1]} {stored} model; "
+                "drop the setting to evaluate the checkpoint's network",
+            )
     arch = state.arch or cfg.model.arch
     model = build_model(
         arch,

@@ -101,6 +101,10 @@ class SynthPreset:
             brightness, gamma, blur, resolution, noise) departs from the mean camera of its
             modality: 1 = the camera table, 0 = every camera of a modality alike (scenes and
             viewpoints still differ).
+        ir_background_gain: multiplier of the infrared cameras' scene levels (1 = the scene
+            tables: dark surroundings behind a bright person; larger values light the scene
+            like the visible cameras', so a person's contrast against it has the same sign in
+            both modalities).
         jpeg_quality: JPEG quality of SYSU images.
     """
 
@@ -128,6 +132,7 @@ class SynthPreset:
     noise_scale: float = 1.0
     blur_scale: float = 1.0
     camera_variation: float = 1.0
+    ir_background_gain: float = 1.0
     jpeg_quality: int = 90
 
     def __post_init__(self) -> None:
@@ -140,6 +145,8 @@ class SynthPreset:
             raise ValueError("ir_colour_correlation must lie in [0, 1]")
         if self.camera_variation < 0.0:
             raise ValueError("camera_variation must be >= 0")
+        if self.ir_background_gain <= 0.0:
+            raise ValueError("ir_background_gain must be > 0")
 
 
 # ----------------------------------------------------------------------------- identities
@@ -1108,6 +1115,8 @@ def render_crop(
     """
     height, width, ss = preset.height, preset.width, preset.supersample
     camera = _toward_mean(camera, preset.camera_variation)
+    if camera.infrared and preset.ir_background_gain != 1.0:
+        background = np.clip(background * np.float32(preset.ir_background_gain), 0.0, 1.0)
     person, cover, regions = _person_layer(identity, pose, camera, height, width, ss)
     folds = _smooth_noise(rng, height, width, max(2, height // 12))  # creases, uneven light
     person *= (1.0 + 0.06 * folds)[..., None]

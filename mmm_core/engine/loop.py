@@ -53,7 +53,7 @@ from mmm_core.engine.phases import (
     train_one_round,
 )
 from mmm_core.evaluation.visualize import save_round_curves
-from mmm_core.tracking import TrackingError
+from mmm_core.tracking import TrackingError, check_server, resolve_tracking_uri
 
 __all__ = ["check_run_folder", "run_training"]
 
@@ -118,6 +118,8 @@ def run_training(
     manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
     check_test_images(cfg.data.format, root, cfg.data.trial, progress)
     check_batch_fits(cfg, device)
+    if cfg.tracking.enabled:  # a dead server fails here, before the run folder exists
+        check_server(resolve_tracking_uri(cfg.tracking.uri))
     out.mkdir(parents=True, exist_ok=True)
     for orphan in out.glob("*.tmp"):  # a write that a kill interrupted (never a live one)
         log.info("removing %s, left by an interrupted write", orphan)

@@ -205,9 +205,30 @@ def test_resume_refuses_a_config_that_does_not_fit(capsys, micro_dataset, tmp_pa
     bigger = train_argv(micro_dataset, out, "--resume", "--set", "data.height=96")
     code, err = run(capsys, bigger)
     assert code == 2 and "is 96x32" in one_error_line(err) and "trained with 64x32" in err
+    # mmm evaluate takes the network from the checkpoint; a config that differs is named
+    evaluate = ["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--format", "sysu",
+                "--root", str(micro_dataset), "--config", str(CONFIGS / "synthetic-tiny.yaml"),
+                "--set", "model.width=32"]  # fmt: skip
+    code, err = run(capsys, evaluate)
+    line = one_error_line(err)
+    assert code == 2 and "'model.width': is 32" in line and "holds a width 64 model" in line
     # a history shorter than the checkpoint is an error, not a silent gap
     (out / "metrics.jsonl").write_text("")
     code, err = run(capsys, train_argv(micro_dataset, out, "--resume"))
     assert code == 2 and "0 rows, but the checkpoint is after round 0" in one_error_line(err)
     before["metrics.jsonl"] = digest(out)["metrics.jsonl"]
     assert digest(out) == before
+
+
+def test_a_dead_tracking_server_fails_before_the_run_folder_exists(
+    capsys, micro_dataset, tmp_path, unused_port_here
+):
+    out = tmp_path / "run"
+    uri = f"http://127.0.0.1:{unused_port_here}"
+    argv = train_argv(
+        micro_dataset, out, "--set", "tracking.enabled=true", "--set", f"tracking.uri={uri}"
+    )
+    code, err = run(capsys, argv)
+    line = one_error_line(err)
+    assert code == 1 and f"MLflow tracking server {uri} is not reachable" in line
+    assert not out.exists()  # a retry is not refused as "already holds a run"
