@@ -22,7 +22,7 @@ world seed, as the ladder starts; ``--pretrain-iters 0``: random). Printed and w
 Calibration reads only these two runs, never MMM's own numbers. Usage::
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.calibrate --layout sysu --ids 100 \\
-        --world ir_colour_correlation=0.8 --model-width 16 --size 64x32 --rounds 6+6 --iters 60
+        --model-width 16 --size 64x32 --rounds 6+6 --iters 60
 """
 
 from __future__ import annotations
@@ -59,9 +59,11 @@ def _key(data: Any) -> str:
 
 
 def make_data(layout: str, ids: int, world: dict[str, Any], cache: Path) -> Path:
-    from mmm_core.data.synthetic import generate_regdb, generate_sysu
+    from mmm_core.data.synthetic import SYNTH_VERSION, generate_regdb, generate_sysu
 
-    root = cache / f"{layout}-{ids}ids-{_key(world)}"
+    # world version 1 trees keep their old names; later versions are part of the name
+    version = [] if SYNTH_VERSION == 1 else [SYNTH_VERSION]
+    root = cache / f"{layout}-{ids}ids-{_key([world, *version] if version else world)}"
     if not (root / "synthetic.json").exists():
         generate = generate_sysu if layout == "sysu" else generate_regdb
         generate(root, ids, 0, world_preset(world), overwrite=root.exists())
@@ -78,17 +80,19 @@ def make_weights(args: argparse.Namespace, world: dict[str, Any], cache: Path) -
     import torch
 
     from mmm_core.data import sysu
-    from mmm_core.data.synthetic import generate_sysu
+    from mmm_core.data.synthetic import SYNTH_VERSION, generate_sysu
     from mmm_core.engine.pretrain import pretrain_classifier
 
     height, width = args.size
     spec = [world, args.model_width, height, width, args.pretrain_iters, args.pretrain_ids]
     if args.pretrain_gray != 0.3:  # files made before the option keep their names
         spec.append(args.pretrain_gray)
+    if SYNTH_VERSION != 1:  # and those of world version 1 too
+        spec.append(SYNTH_VERSION)
     out = cache / f"pretrain-{_key(spec)}.pt"
     if out.exists():
         return str(out)
-    source = cache / f"pretrain-data-{args.pretrain_ids}ids-{_key(world)}"
+    source = cache / f"pretrain-data-{args.pretrain_ids}ids-{_key([world, SYNTH_VERSION])}"
     if not (source / "synthetic.json").exists():
         generate_sysu(source, args.pretrain_ids, 1000, world_preset(world), overwrite=True)
     visible = sysu.train_manifest(source).modality("visible")
@@ -138,8 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pretrain-iters", type=int, default=600)
     parser.add_argument("--pretrain-ids", type=int, default=200)
     parser.add_argument(
-        "--pretrain-gray", type=float, default=0.3,
-        help="the stand-in pretraining's grayscale probability [0.3]",
+        "--pretrain-gray", type=float, default=1.0,
+        help="the stand-in pretraining's grayscale probability [1.0, as calibrated]",
     )  # fmt: skip
     parser.add_argument(
         "--pretrained",
