@@ -96,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not known.verbose:  # the HTTP clients' retry chatter ("Retrying (Retry(total=2...")
         # would print before the one error line that names the cause; -v shows it
         logging.getLogger("urllib3").setLevel(logging.ERROR)
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it loads
     debug = known.debug or os.environ.get("MMM_DEBUG", "") not in ("", "0")
     prog = f"mmm {known.command}"
     try:

@@ -25,8 +25,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mmm_core.data.check import unreadable_images
-    from mmm_core.data.inspect import dataset_images, dataset_statistics
+    from mmm_core.data.check import run_images, unreadable_images
+    from mmm_core.data.inspect import dataset_statistics
 
     stats = dataset_statistics(args.format, args.root, args.trial)
     width = max(len(k) for k in stats)
@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"  {key:<{width}}  {value:>7}")
     if args.no_decode:
         return 0
-    paths = dataset_images(args.format, args.root, args.trial)
+    paths = run_images(args.format, args.root, args.trial)
     bad = unreadable_images(paths, progress=sys.stderr.isatty(), desc="decode images")
     for path, reason in bad:
         print(f"unreadable: {path}: {reason}")

@@ -7,9 +7,10 @@ round. JPEGs are decoded at 1/8 scale (libjpeg's DCT scaling): every byte of the
 stream is still read, so truncated and corrupt files fail as they would in training, at a
 fraction of the cost (about 0.1 ms per bench image here).
 
-`test_images` lists every image a dataset's test protocols can read; `check_test_images`
-is what ``mmm train`` and the pipeline's start step run before round 1, and ``mmm data``
-checks every image of a dataset with `unreadable_images`.
+`run_images` lists every image a run reads (training, then every image the test protocols
+can read, `test_images`); `check_run_images` is what ``mmm train`` and the pipeline's start
+step run before anything is written, and ``mmm data`` lists every unreadable image of a
+dataset with `unreadable_images`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from tqdm.auto import tqdm
 
 from mmm_core.data.manifest import DatasetError
 
-__all__ = ["check_test_images", "decode_error", "test_images", "unreadable_images"]
+__all__ = [
+    "check_run_images",
+    "decode_error",
+    "run_images",
+    "test_images",
+    "unreadable_images",
+]
 
 # How many unreadable files an error message names (all of them are logged by `mmm data`).
 SHOWN = 5
@@ -73,11 +80,29 @@ def test_images(format: str, root: str | Path, trial: int = 1) -> list[str]:
     raise ValueError(f"unknown dataset format {format!r}")
 
 
-def check_test_images(format: str, root: str | Path, trial: int = 1, progress: bool = False) -> int:
-    """Decode every test image before training starts; raises DatasetError naming the
-    unreadable ones (the first `SHOWN` of them and how many in all). Returns the count."""
-    paths = test_images(format, root, trial)
-    bad = unreadable_images(paths, progress=progress, desc="check test images")
+def run_images(
+    format: str, root: str | Path, trial: int = 1, train: Sequence[str] = ()
+) -> list[str]:
+    """Every image a run reads: the training images (`train`, or the training manifest's
+    when empty), then the test images (`test_images`), each once."""
+    if not train:
+        from mmm_core.data import train_manifest
+
+        train = train_manifest(format, root, trial).full_paths()
+    return list(dict.fromkeys([*train, *test_images(format, root, trial)]))
+
+
+def check_run_images(
+    format: str,
+    root: str | Path,
+    trial: int = 1,
+    train: Sequence[str] = (),
+    progress: bool = False,
+) -> int:
+    """Decode every image of a run (`run_images`) before it starts; raises DatasetError naming
+    the unreadable ones (the first `SHOWN` of them and how many in all). Returns the count."""
+    paths = run_images(format, root, trial, train)
+    bad = unreadable_images(paths, progress=progress, desc="check images")
     if bad:
         named = "; ".join(f"{path}: {reason}" for path, reason in bad[:SHOWN])
         more = ""
@@ -85,7 +110,7 @@ def check_test_images(format: str, root: str | Path, trial: int = 1, progress: b
             more = f" (and {len(bad) - SHOWN} more: `mmm data` lists them all)"
         raise DatasetError(
             Path(root),
-            f"{len(bad)} of {len(paths)} test images cannot be read, so evaluation would fail "
-            f"after the first round: {named}{more}",
+            f"{len(bad)} of {len(paths)} images (training and test) cannot be read, so the run "
+            f"would fail: {named}{more}",
         )
     return len(paths)

@@ -5,15 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmm_core.data import regdb, sysu, train_manifest
-from mmm_core.data.check import test_images
 
-__all__ = ["dataset_images", "dataset_statistics"]
-
-
-def dataset_images(format: str, root: str | Path, trial: int = 1) -> list[str]:
-    """Every image training and testing read: the training manifest's, then the test sets'."""
-    train = train_manifest(format, root, trial).full_paths()
-    return list(dict.fromkeys([*train, *test_images(format, root, trial)]))
+__all__ = ["dataset_statistics"]
 
 
 def dataset_statistics(format: str, root: str | Path, trial: int = 1) -> dict[str, int]:

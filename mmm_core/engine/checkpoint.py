@@ -91,8 +91,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:  # torch raises many kinds for a damaged file
+        reason = str(err).split(". ")[0].strip()  # torch's first sentence; the rest is advice
         raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); it may be "
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {reason}); it may be "
             "truncated by an interrupted copy - restore it, or start the run again"
         ) from None
     if not isinstance(payload, dict):

@@ -20,7 +20,7 @@ import torch
 
 from mmm_core.config import Config, dump_config
 from mmm_core.data import Manifest, train_manifest
-from mmm_core.data.check import check_test_images
+from mmm_core.data.check import check_run_images
 from mmm_core.engine.budget import check_batch_fits
 from mmm_core.engine.build import (
     build_network,
@@ -112,11 +112,11 @@ def run_training(
                 f"{state.next_round - 1}; the history of rounds {len(rows)}.."
                 f"{state.next_round - 1} is lost - start a new run"
             )
-    # The data is read and every test image decoded before anything of the run is written:
-    # bad data ends the run here, not at the first evaluation after a round of training.
+    # The data is read and every image decoded before anything of the run is written: bad
+    # data ends the run here, not in a DataLoader worker or after a round of training.
     root = dataset_root(cfg, progress)
     manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
-    check_test_images(cfg.data.format, root, cfg.data.trial, progress)
+    check_run_images(cfg.data.format, root, cfg.data.trial, manifest.full_paths(), progress)
     check_batch_fits(cfg, device)
     if cfg.tracking.enabled:  # a dead server fails here, before the run folder exists
         check_server(resolve_tracking_uri(cfg.tracking.uri))

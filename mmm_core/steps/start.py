@@ -12,7 +12,7 @@ import torch
 
 from mmm_core.config import dump_config, load_config
 from mmm_core.data import train_manifest
-from mmm_core.data.check import check_test_images
+from mmm_core.data.check import check_run_images
 from mmm_core.engine.build import build_network, dataset_root, seed_everything
 from mmm_core.engine.checkpoint import TrainingState, save_checkpoint
 from mmm_core.engine.lifecycle import start_run
@@ -70,7 +70,7 @@ def run(
     cfg = load_config(list(config_paths), overrides)
     root = dataset_root(cfg)
     manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
-    check_test_images(cfg.data.format, root, cfg.data.trial)
+    check_run_images(cfg.data.format, root, cfg.data.trial, manifest.full_paths())
     manifest.write(out_manifest)
     # One tracking run per pipeline run: created here; every later step logs to it by id.
     cfg, _ = start_run(cfg, f"{cfg.data.format}-seed{cfg.seed}")

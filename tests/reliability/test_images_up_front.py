@@ -1,5 +1,6 @@
 """Bad images are found before training: `mmm data` decodes every image and lists every
-unreadable one; `mmm train` decodes the test images before round 1 and writes nothing."""
+unreadable one; `mmm train` decodes every image of the run before round 1 and writes
+nothing."""
 
 from __future__ import annotations
 
@@ -59,24 +60,30 @@ def test_mmm_data_on_good_data_decodes_everything(capsys, micro_dataset):
     assert "(all readable)" in capsys.readouterr().out
 
 
-def test_a_bad_test_image_stops_train_before_round_one(capsys, dataset, tmp_path):
-    victim = Path(check.test_images("sysu", dataset)[5])
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_a_bad_image_stops_train_before_anything_is_written(capsys, dataset, tmp_path, split):
+    images = check.test_images("sysu", dataset)
+    if split == "train":
+        images = [p for p in check.run_images("sysu", dataset) if p not in set(images)]
+    victim = Path(images[5])
     corrupt(victim, "truncated")
     out = tmp_path / "run"
     code, err = run(capsys, train_argv(dataset, out))
     assert code == 2
     line = one_error_line(err)
-    assert "1 of" in line and "test images cannot be read" in line and str(victim) in line
+    assert "1 of" in line and "images (training and test) cannot be read" in line
+    assert str(victim) in line
     assert not out.exists()  # nothing of the run was written
 
 
-def test_check_test_images_counts_and_caps_the_list(dataset):
-    paths = check.test_images("sysu", dataset)
-    assert check.check_test_images("sysu", dataset) == len(paths)
+def test_check_run_images_counts_and_caps_the_list(dataset):
+    paths = check.run_images("sysu", dataset)
+    assert len(set(paths)) == len(paths) and set(check.test_images("sysu", dataset)) < set(paths)
+    assert check.check_run_images("sysu", dataset) == len(paths)
     for path in paths[:7]:
         corrupt(Path(path), "empty")
-    with pytest.raises(DatasetError, match=r"7 of \d+ test images .*and 2 more: `mmm data`"):
-        check.check_test_images("sysu", dataset)
+    with pytest.raises(DatasetError, match=r"7 of \d+ images .*and 2 more: `mmm data`"):
+        check.check_run_images("sysu", dataset)
 
 
 def test_regdb_test_images_are_both_modalities_of_the_trial(tiny_regdb):

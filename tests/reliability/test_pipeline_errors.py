@@ -54,5 +54,5 @@ def test_mmm_run_on_bad_data_names_the_task(capsys, micro_dataset, micro_overrid
     assert code == 2  # a DatasetError: bad input
     line = one_error_line(err)
     assert line.startswith("error: pipeline task 'start-op' failed: ")
-    assert str(victim) in line and "test images cannot be read" in line
+    assert str(victim) in line and "images (training and test) cannot be read" in line
     assert str(tmp_path / "r" / "pipeline.log") in err
