@@ -232,3 +232,16 @@ def test_a_dead_tracking_server_fails_before_the_run_folder_exists(
     line = one_error_line(err)
     assert code == 1 and f"MLflow tracking server {uri} is not reachable" in line
     assert not out.exists()  # a retry is not refused as "already holds a run"
+
+
+def test_temp_files_of_an_interrupted_write_are_removed(capsys, micro_dataset, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    orphans = [out / "checkpoint.ptx8k2_a.tmp", out / "tracking.json.tmp"]
+    for orphan in orphans:
+        orphan.write_bytes(b"half a write")
+    short = ["--set", "train.stage1_rounds=1", "--set", "train.stage2_rounds=0"]
+    code, _ = run(capsys, train_argv(micro_dataset, out, "--overwrite", *short))
+    assert code == 0
+    assert not [p for p in orphans if p.exists()] and not list(out.glob("*.tmp"))
+    assert (out / "checkpoint.pt").is_file()
