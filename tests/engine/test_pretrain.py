@@ -73,3 +73,21 @@ def test_command_writes_weights_and_provenance(tiny_sysu: Path, tmp_path: Path) 
     model = build_model("resnet18", str(out))  # the path form of model.pretrained
     saved = torch.load(out, weights_only=True)
     assert torch.equal(model.state_dict()["infrared_stem.bn1.weight"], saved["bn1.weight"])
+
+
+def test_generated_data_of_an_older_world_is_made_again(tmp_path: Path, capsys) -> None:
+    from mmm_core.data.synthetic import SYNTH_VERSION
+
+    out = tmp_path / "weights" / "r18.pt"
+    argv = ["pretrain", "--out", str(out), "--ids", "4", "--iters", "1", "--batch-size", "4"]
+    argv += ["--height", "32", "--width", "16", "--no-progress"]
+    assert cli.main(argv) == 0
+    meta = tmp_path / "weights" / "pretrain-data-tiny-4ids-seed1000" / "synthetic.json"
+    assert json.loads(meta.read_text())["version"] == SYNTH_VERSION
+    capsys.readouterr()
+    meta.write_text(meta.read_text().replace(f'"version": {SYNTH_VERSION}', '"version": 0'))
+    assert cli.main(argv) == 0
+    assert f"version 0 -> {SYNTH_VERSION}" in capsys.readouterr().out
+    assert json.loads(meta.read_text())["version"] == SYNTH_VERSION
+    assert cli.main(argv) == 0  # a current tree is reused
+    assert "generating" not in capsys.readouterr().out
