@@ -234,6 +234,7 @@ def test_a_dead_tracking_server_fails_before_the_run_folder_exists(
     assert not out.exists()  # a retry is not refused as "already holds a run"
 
 
+@pytest.mark.slow
 def test_temp_files_of_an_interrupted_write_are_removed(capsys, micro_dataset, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
