@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from mmm_core.config import Config, ConfigError
+from mmm_core.engine.build import build_network
 from mmm_core.engine.features import amp_dtype
-from mmm_core.models import build_model
 
 __all__ = ["StepMemory", "check_batch_fits", "device_memory_bytes", "estimate_step_memory"]
 
@@ -53,15 +53,9 @@ def images_per_step(cfg: Config) -> int:
 
 def estimate_step_memory(cfg: Config, device: torch.device) -> StepMemory:
     """The lower bound of one training step's memory for `cfg` on `device` (see the module)."""
-    with torch.device("meta"):
-        model = build_model(
-            cfg.model.arch,
-            "none",
-            non_local=cfg.model.non_local,
-            gem_p=cfg.model.gem_p,
-            last_stride=cfg.model.last_stride,
-            width=cfg.model.width,
-        )
+    meta = torch.device("meta")
+    with meta:
+        model = build_network(cfg.replace(**{"model.pretrained": "none"}), meta)
     model.train()
     elements = 0
 
