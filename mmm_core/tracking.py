@@ -637,10 +637,6 @@ class BufferedTracker:
                 ) from None
 
     @property
-    def uri(self) -> str:
-        return self.inner.uri
-
-    @property
     def run_id(self) -> str | None:
         return self.inner.run_id
 
@@ -694,9 +690,6 @@ class BufferedTracker:
                 "when it answers again"
             )
         self.inner.end(status)
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        self.inner.log_params(params)
 
     # -- per-round logging: kept when the server is away
 
@@ -770,36 +763,12 @@ class BufferedTracker:
 
     # -- the rest goes straight to the server
 
-    def log_model(
-        self,
-        checkpoint_path: str | os.PathLike[str],
-        name: str = "model",
-        *,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> str:
-        return self.inner.log_model(checkpoint_path, name, metadata=metadata)
-
-    def register_model(
-        self,
-        name: str,
-        alias: str | None = None,
-        *,
-        artifact_path: str = "model",
-        tags: Mapping[str, str] | None = None,
-    ) -> str:
-        return self.inner.register_model(name, alias, artifact_path=artifact_path, tags=tags)
-
-    def set_alias(self, name: str, alias: str, version: str) -> None:
-        self.inner.set_alias(name, alias, version)
-
-    def get_alias_version(self, name: str, alias: str) -> RegisteredVersion | None:
-        return self.inner.get_alias_version(name, alias)
-
-    def get_run_metrics(self, run_id: str | None = None) -> dict[str, float]:
-        return self.inner.get_run_metrics(run_id)
-
-    def download_model(self, name: str, alias: str, dst_dir: str | os.PathLike[str]) -> Path:
-        return self.inner.download_model(name, alias, dst_dir)
+    def __getattr__(self, name: str) -> Any:
+        """`log_params`, `log_model`, `register_model`, `set_alias`, `get_alias_version`,
+        `get_run_metrics`, `download_model`, `uri`, ...: the wrapped tracker's own."""
+        if name == "inner":  # not set yet (during unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 # --------------------------------------------------------------------------- factory

@@ -211,8 +211,9 @@ def start_run(
             state.unlink(missing_ok=True)
             shutil.rmtree(Path(run_dir) / "tracking-backlog", ignore_errors=True)
         tracker = BufferedTracker(tracker, state)
-        if resume and not cfg.tracking.run_id and tracker.stored_run_id():
-            cfg = cfg.replace(**{"tracking.run_id": tracker.stored_run_id()})
+        stored = tracker.stored_run_id() if resume else ""
+        if stored and not cfg.tracking.run_id:
+            cfg = cfg.replace(**{"tracking.run_id": stored})
     if cfg.tracking.run_id:
         tracker.resume(cfg.tracking.run_id)
     elif tracker.enabled:
