@@ -71,20 +71,12 @@ def main(args: argparse.Namespace) -> int:
         root = Path(args.data)
     else:
         root = out.parent / f"pretrain-data-{args.preset}-{args.ids}ids-seed{args.world_seed}"
-        stale = root.exists() and synthetic.stale_reason(
-            root, "sysu", args.ids, args.world_seed, args.preset
+        made = synthetic.ensure_generated(
+            root, "sysu", args.ids, args.world_seed, preset, progress=not args.no_progress
         )
-        if not root.exists() or stale:  # e.g. written by an older world version
-            why = f" ({stale})" if stale else ""
-            print(f"generating {args.ids} identities (world seed {args.world_seed}) at {root}{why}")
-            synthetic.generate_sysu(
-                root,
-                args.ids,
-                args.world_seed,
-                preset,
-                overwrite=bool(stale),
-                progress=not args.no_progress,
-            )
+        if made is not None:  # new, or written by an older world version / other arguments
+            why = "" if made == "new" else f" ({made})"
+            print(f"generated {args.ids} identities (world seed {args.world_seed}) at {root}{why}")
     visible = sysu.train_manifest(root).modality("visible")
     paths, labels = visible.full_paths(), visible.pids
     height = args.height or preset.height

@@ -54,6 +54,7 @@ __all__ = [
     "SynthSummary",
     "SysuPlan",
     "contact_sheet",
+    "ensure_generated",
     "generate_regdb",
     "generate_sysu",
     "identity_traits",
@@ -235,6 +236,34 @@ def stale_reason(
     wanted = {"format": fmt, "ids": ids, "seed": seed, "preset": name, "version": SYNTH_VERSION}
     changed = [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in wanted.items() if meta.get(k) != v]
     return ", ".join(changed) or None
+
+
+def ensure_generated(
+    root: str | Path,
+    fmt: str,
+    ids: int,
+    seed: int,
+    preset: str | SynthPreset,
+    *,
+    progress: bool = False,
+) -> str | None:
+    """Make `root` hold the tree these arguments generate: generate it when missing, again
+    when its ``synthetic.json`` records other arguments or an older world (`stale_reason`);
+    a folder without ``synthetic.json`` is never touched.
+
+    Returns None when the tree was kept, else why it was written: "new" or the stale reason.
+    """
+    root = Path(root)
+    stale = root.exists() and stale_reason(root, fmt, ids, seed, preset)
+    if root.exists() and not stale:
+        return None
+    if stale:
+        log.warning("regenerating the synthetic dataset at %s (%s)", root, stale)
+    else:
+        log.info("generating a synthetic %s dataset at %s", fmt, root)
+    generate = generate_sysu if fmt == "sysu" else generate_regdb
+    generate(root, ids, seed, preset, overwrite=bool(stale), progress=progress)
+    return stale or "new"
 
 
 # ----------------------------------------------------------------------------- SYSU

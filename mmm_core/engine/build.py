@@ -69,16 +69,7 @@ def dataset_root(cfg: Config, progress: bool = False) -> Path:
         return root
     from mmm_core.data import synthetic as synth
 
-    args = dict(ids=synthetic.ids, seed=synthetic.seed, preset=synthetic.preset)
-    stale = root.exists() and synth.stale_reason(root, cfg.data.format, **args)
-    if root.exists() and not stale:
-        return root
-    generate = synth.generate_sysu if cfg.data.format == "sysu" else synth.generate_regdb
-    if stale:
-        log.warning("regenerating the synthetic dataset at %s (%s)", root, stale)
-    else:
-        log.info("generating a synthetic %s dataset at %s", cfg.data.format, root)
-    generate(root, **args, overwrite=bool(stale))
+    synth.ensure_generated(root, cfg.data.format, synthetic.ids, synthetic.seed, synthetic.preset)
     return root
 
 
