@@ -125,7 +125,7 @@ def _checkpoint_extractor(args: argparse.Namespace) -> protocols.Extractor:
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"{args.checkpoint}: checkpoint not found")
     try:
-        from mmm_core.config import ConfigError, load_config
+        from mmm_core.config import ConfigError, ModelConfig, load_config
         from mmm_core.engine.build import make_extractor
         from mmm_core.engine.checkpoint import CheckpointError, load_checkpoint
         from mmm_core.engine.features import resolve_device
@@ -149,7 +149,7 @@ def _checkpoint_extractor(args: argparse.Namespace) -> protocols.Extractor:
             )
         height, width = state.input_size
         cfg = cfg.replace(**{"data.height": height, "data.width": width})
-    defaults = load_config(None, []).model  # a value that differs from them was given
+    defaults = ModelConfig()  # a value that differs from these was given
     for key, wanted, default, stored in (
         ("model.arch", cfg.model.arch, defaults.arch, state.arch),
         ("model.width", cfg.model.width, defaults.width, state.width),
