@@ -6,7 +6,8 @@
 
 `--jobs N` trains N (layout, seed) units at a time in worker processes (each with
 cpu_count // N torch threads; default: one per core on a CPU, 1 on a GPU);
-`--base sysu=FILE` replaces a layout's bench config.
+`--base sysu=FILE` replaces a layout's bench config; `--set KEY=VALUE ...` applies settings to
+every run (e.g. `--set train.amp=none` on a GPU, to train in fp32 as the CPU calibration did).
 
 Variants (SPEC section 5, configs/ablation/*.yaml composed on the bench config):
 
@@ -119,6 +120,7 @@ class Plan:
     device: str = "auto"
     variants: tuple[str, ...] = VARIANTS
     base_configs: dict[str, str] = field(default_factory=dict)  # empty: BASE_CONFIGS
+    overrides: tuple[str, ...] = ()  # KEY=VALUE config settings for every run (--set)
 
     def base_config(self, fmt: str) -> Path:
         return Path(self.base_configs.get(fmt, BASE_CONFIGS[fmt]))
@@ -415,7 +417,7 @@ def run(plan: Plan, out: Path, jobs: int = 1) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     pretrained = ensure_pretrained(plan, out)
-    extra = [f"model.pretrained={pretrained}"]
+    extra = [f"model.pretrained={pretrained}", *plan.overrides]
     from mmm_core.engine.build import dataset_root
 
     units = []
@@ -477,6 +479,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrained", help="auto (default), none, or a weights file")
     parser.add_argument("--device", help="auto (default), cpu, cuda")
     parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config settings for every run, e.g. train.amp=none (after the variant's own)",
+    )
+    parser.add_argument(
         "--base",
         nargs="+",
         metavar="LAYOUT=YAML",
@@ -508,6 +517,11 @@ def main(argv: list[str] | None = None) -> int:
         changes["pretrained"] = args.pretrained
     if args.device:
         changes["device"] = args.device
+    if args.set:
+        bad = [item for item in args.set if "=" not in item]
+        if bad:
+            parser.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
+        changes["overrides"] = tuple(args.set)
     if args.base:
         pairs = [item.split("=", 1) for item in args.base]
         bases = {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
