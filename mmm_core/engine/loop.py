@@ -4,7 +4,8 @@ This is what ``mmm train`` runs and what researchers debug and ablate. It compos
 pieces the pipeline steps (`mmm_core.steps`) call over files: the builders
 (`mmm_core.engine.build`), the round's phases (`mmm_core.engine.phases`) and the run
 lifecycle (`mmm_core.engine.lifecycle`). Every round appends one JSON object to
-``RUN/metrics.jsonl`` (and redraws ``RUN/rounds.png``, its curves); ``RUN/config.yaml`` holds
+``RUN/metrics.jsonl`` (and redraws ``RUN/rounds.png``, its curves, at most once a minute and
+after the last round); ``RUN/config.yaml`` holds
 the resolved config and ``RUN/checkpoint.pt`` the state after the last finished round
 (``--resume`` continues there).
 """
@@ -12,6 +13,7 @@ the resolved config and ``RUN/checkpoint.pt`` the state after the last finished 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,11 @@ from mmm_core.tracking import TrackingError, check_server, resolve_tracking_uri
 __all__ = ["check_run_folder", "run_training"]
 
 log = logging.getLogger(__name__)
+
+# rounds.png is redrawn after a round when this many seconds have passed since the last
+# drawing, and always after the last round: a drawing costs 1-1.5 s on a small CPU, more than
+# a bench round's clustering.
+PLOT_INTERVAL_S = 60.0
 
 
 def check_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -154,6 +161,12 @@ def run_training(
     return rows
 
 
+def plot_due(round_index: int, total: int, last_drawn: float | None, now: float) -> bool:
+    """Whether rounds.png is redrawn after `round_index`: after the first round drawn, the
+    last round, and any round `PLOT_INTERVAL_S` seconds or more after the last drawing."""
+    return last_drawn is None or round_index == total - 1 or now - last_drawn >= PLOT_INTERVAL_S
+
+
 def _train_rounds(
     cfg: Config,
     out: Path,
@@ -184,6 +197,7 @@ def _train_rounds(
         echo(TABLE_HEADER)
         for row in rows:
             echo(format_row(row))
+    plotted: float | None = None  # when rounds.png was last drawn (time.monotonic)
     for round_index in range(start, total):
         stage = stage_of_round(cfg, round_index)
         if trainer.stage != stage:
@@ -199,7 +213,9 @@ def _train_rounds(
         save_checkpoint(checkpoint_path, state_of(trainer, model, round_index + 1, cfg))
         rows.append(row)
         record_round(tracker, row, metrics_path, evaluation=evaluation_path if evaluated else None)
-        save_round_curves({out.name: rows}, out / "rounds.png")
+        if plot_due(round_index, total, plotted, time.monotonic()):
+            save_round_curves({out.name: rows}, out / "rounds.png")
+            plotted = time.monotonic()
         if echo:
             echo(format_row(row))
     return rows

@@ -8,16 +8,28 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmm_core.engine import loop
 from mmm_core.engine.checkpoint import load_checkpoint
 from mmm_core.engine.loop import run_training
+from mmm_core.evaluation.visualize import save_round_curves
 
 DIAGNOSTICS = ("n_clusters_visible", "n_clusters_infrared", "ari_visible", "ari_infrared")
 
 
 @pytest.mark.slow
-def test_metrics_file_determinism_and_resume(tmp_path: Path, micro_config, row_keys) -> None:
+def test_metrics_file_determinism_and_resume(
+    tmp_path: Path, micro_config, row_keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[Path] = []
+
+    def counting_plot(runs, path):
+        drawn.append(Path(path))
+        return save_round_curves(runs, path)
+
+    monkeypatch.setattr(loop, "save_round_curves", counting_plot)
     lines: list[str] = []
     rows = run_training(micro_config, tmp_path / "a", echo=lines.append)
+    assert drawn == [tmp_path / "a" / "rounds.png"] * 2  # the first round's, the last's
     assert [r["round"] for r in rows] == [0, 1] and [r["stage"] for r in rows] == [1, 2]
     written = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert written == json.loads(json.dumps(rows))
@@ -47,3 +59,11 @@ def test_metrics_file_determinism_and_resume(tmp_path: Path, micro_config, row_k
     final_c = load_checkpoint(tmp_path / "c" / "checkpoint.pt").model
     for name, tensor in final_a.items():
         assert torch.equal(tensor, final_c[name]), name
+
+
+def test_rounds_plot_is_redrawn_at_most_once_an_interval() -> None:
+    interval = loop.PLOT_INTERVAL_S
+    assert loop.plot_due(0, 12, None, 5.0)  # the first round's drawing
+    assert not loop.plot_due(1, 12, 5.0, 5.0 + interval / 2)
+    assert loop.plot_due(2, 12, 5.0, 5.0 + interval)
+    assert loop.plot_due(11, 12, 5.0, 5.1)  # the last round's, always
