@@ -232,7 +232,55 @@ def final_metrics(fmt: str, rows: list[dict[str, Any]]) -> dict[str, float]:
     for measure in CLUSTER_MEASURES:
         values = [r[measure] for r in rows if r.get(measure) is not None]
         out[measure] = float(values[-1]) if values else float("nan")
+    out["last_quarter_gain"] = last_quarter_gain(fmt, rows)
     return out
+
+
+def last_quarter_gain(fmt: str, rows: list[dict[str, Any]]) -> float:
+    """Primary-setting mAP of the last round minus that of the round before the last quarter
+    of training began (12 rounds: round 11 - round 8); NaN when either was not evaluated.
+
+    The convergence test of the calibration: a run is flat when this is near 0.
+    """
+    quarter = max(1, -(-len(rows) // 4))
+    if len(rows) <= quarter:
+        return float("nan")
+    key = f"{SETTINGS[fmt][0][0]}/mAP"
+    first, last = rows[-1 - quarter].get(key), rows[-1].get(key)
+    return float("nan") if first is None or last is None else float(last) - float(first)
+
+
+def round_means(
+    by_seed: dict[int, dict[str, list[dict[str, Any]]]], variant: str, key: str
+) -> list[float]:
+    """Per round, the mean of `key` over the seeds (NaN for a round where no seed has it)."""
+    curves = [[np.nan if r.get(key) is None else r[key] for r in by_seed[s][variant]]
+              for s in sorted(by_seed)]  # fmt: skip
+    with warnings.catch_warnings():  # rounds with no value
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return [float(v) for v in np.nanmean(np.asarray(curves, dtype=np.float64), axis=0)]
+
+
+def diagnostics_table(fmt: str, by_seed: dict[int, dict[str, list[dict[str, Any]]]]) -> str:
+    """Per round, means over seeds (%): stage-2 correspondence accuracy and `xmod` (true-id
+    centroid matching of the features entering the round) of the variants that have them."""
+    variants = next(iter(by_seed.values()))
+    rounds = max(len(rows) for rows in variants.values())
+    lines = [
+        f"**{fmt.upper()} layout, per round** (mean over {len(by_seed)} seeds, %; "
+        "corr. = correspondence accuracy of the pseudo-labels, xmod = true-id centroid "
+        "matching of the features entering the round)\n",
+        "| variant | measure | " + " | ".join(str(r) for r in range(rounds)) + " |",
+        "|---|---|" + "---|" * rounds,
+    ]
+    for variant in variants:
+        for key, name in (("correspondence_accuracy", "corr."), ("oracle_match_accuracy", "xmod")):
+            means = round_means(by_seed, variant, key)
+            if all(m != m for m in means):
+                continue
+            cells = ["-" if m != m else f"{100 * m:.1f}" for m in means]
+            lines.append(f"| {LABELS[variant]} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -283,7 +331,7 @@ def markdown_tables(summary: dict, plan: Plan) -> str:
         head = ["variant"]
         for _key, title in settings:
             head += [f"{title} R1", "mAP", "mINP"]
-        head += ["ARI vis", "ARI IR", "corr. acc.", "unified ARI", "xmod"]
+        head += ["ARI vis", "ARI IR", "corr. acc.", "unified ARI", "xmod", "last-quarter mAP gain"]
         lines.append(f"**{fmt.upper()} layout** (mean ± std over {n} seeds, %, last round)\n")
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
@@ -295,6 +343,7 @@ def markdown_tables(summary: dict, plan: Plan) -> str:
             cells.append(_pm(entry["correspondence_accuracy"]))
             cells.append(_pm(entry["unified_ari"], 1.0, 3))
             cells.append(_pm(entry["oracle_match_accuracy"]))
+            cells.append(_pm(entry["last_quarter_gain"]))
             lines.append("| " + " | ".join(cells) + " |")
         primary = settings[0][0]
         lines.append("")
@@ -453,6 +502,7 @@ def run(plan: Plan, out: Path, jobs: int = 1) -> dict[str, Any]:
     results = {fmt: dict(sorted(by_seed.items())) for fmt, by_seed in results.items()}
     summary = summarise(results)
     tables = markdown_tables(summary, plan)
+    tables += "\n" + "\n".join(diagnostics_table(f, by_seed) for f, by_seed in results.items())
     plots = plot_curves(results, out)
     report = {
         "plan": {**asdict(plan), "pretrained": pretrained},

@@ -161,3 +161,20 @@ def test_bad_base_configs_are_usage_errors(base: list[str], capsys) -> None:
         accuracy.main(["--base", *base])
     assert error.value.code == 2
     assert "--base takes sysu=FILE / regdb=FILE" in capsys.readouterr().err
+
+
+def test_last_quarter_gain_and_the_per_round_diagnostics() -> None:
+    key = "regdb/visible->thermal/mAP"
+    rows = [{key: 0.1 * r, "correspondence_accuracy": None} for r in range(12)]
+    assert accuracy.last_quarter_gain("regdb", rows) == pytest.approx(1.1 - 0.8)  # 11 - 8
+    rows[8][key] = None  # round 8 not evaluated
+    assert math.isnan(accuracy.last_quarter_gain("regdb", rows))
+    assert math.isnan(accuracy.last_quarter_gain("regdb", rows[:1]))
+
+    by_seed = {1: {"mmm": _rows(0.5, 0.8)}, 2: {"mmm": _rows(0.6, 0.8)}}
+    by_seed[2]["mmm"][0]["correspondence_accuracy"] = 0.3
+    by_seed[1]["mmm"][0]["oracle_match_accuracy"] = 0.25
+    table = accuracy.diagnostics_table("regdb", by_seed)
+    assert "| +SCA (MMM) | corr. | 40.0 | - |" in table  # (50 + 30) / 2, then no value
+    assert "| +SCA (MMM) | xmod | 25.0 | - |" in table  # one seed's value is the mean
+    assert "2 seeds" in table
