@@ -6,7 +6,6 @@ import logging
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.cluster import DBSCAN
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +69,8 @@ def dbscan_labels(
         dist = graph
     else:
         dist = np.asarray(dist, dtype=np.float64)
+    from sklearn.cluster import DBSCAN  # here: scikit-learn takes 1-2 s to import
+
     model = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed")
     labels = model.fit_predict(dist)
     return renumber_labels(labels)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision import transforms as T
 
 from mmm_core.data.manifest import DatasetError
 
@@ -218,4 +217,6 @@ def train_transforms(
 def eval_transform() -> Callable[[torch.Tensor], torch.Tensor]:
     """Deterministic test-time transform of a decoded uint8 image (flip averaging happens on
     the batch)."""
+    from torchvision import transforms as T  # here: importing torchvision takes 1-3 s
+
     return T.Compose([T.ConvertImageDtype(torch.float32), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])

@@ -9,6 +9,7 @@ import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,7 +19,9 @@ from mmm_core.data.cache import ImageCache
 from mmm_core.engine.checkpoint import load_checkpoint
 from mmm_core.engine.features import amp_dtype, extract_features
 from mmm_core.engine.trainer import LossWeights, Trainer
-from mmm_core.models import TwoStreamAGW, build_model
+
+if TYPE_CHECKING:  # the models import torchvision (seconds): cluster and match need neither
+    from mmm_core.models import TwoStreamAGW
 
 __all__ = [
     "build_network",
@@ -89,6 +92,8 @@ def build_network(cfg: Config, device: torch.device) -> TwoStreamAGW:
     on this project's 2-core CPU (benchmarks/step_time.py). The layout follows from the
     weights, so inputs need no conversion; state dicts hold the same values either way.
     """
+    from mmm_core.models import build_model
+
     model = build_model(
         cfg.model.arch,
         cfg.model.pretrained,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,8 +16,9 @@ from mmm_core.config import ConfigError
 from mmm_core.data.cache import ImageCache
 from mmm_core.data.datasets import eval_loader
 from mmm_core.data.transforms import eval_transform
-from mmm_core.models import TwoStreamAGW
-from mmm_core.models import extract_features as batch_features
+
+if TYPE_CHECKING:  # the models import torchvision (seconds): only the callers that build one
+    from mmm_core.models import TwoStreamAGW
 
 __all__ = ["amp_dtype", "bf16_supported", "extract_features", "resolve_device"]
 
@@ -89,6 +91,8 @@ def extract_features(
     `images` serves images decoded earlier in the run (of this input size); without it the
     files are decoded here.
     """
+    from mmm_core.models import extract_features as batch_features
+
     out = np.empty((len(paths), model.feature_dim), dtype=np.float32)
     if len(paths) == 0:
         return out

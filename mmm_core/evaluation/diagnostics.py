@@ -15,7 +15,6 @@ Conventions:
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 __all__ = [
     "correspondence_diagnostics",
@@ -80,6 +79,8 @@ def pseudo_label_diagnostics(
     true_ids = _labels("true_ids", true_ids)
     _check_pair(labels, true_ids, prefix or "pseudo-labels")
     singletons = noise_as_singletons(labels)
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # 1-2 s
+
     return {
         _key(prefix, "ari"): float(adjusted_rand_score(true_ids, singletons)),
         _key(prefix, "ari_noise_as_class"): float(adjusted_rand_score(true_ids, labels)),
@@ -242,6 +243,8 @@ def correspondence_diagnostics(
     unified = unified_labels(visible_labels, infrared_labels, r2v, num_visible)
     true_ids = np.concatenate([visible_true, infrared_true])
     singletons = noise_as_singletons(unified)
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # 1-2 s
+
     return {
         _key(prefix, "v2r_accuracy"): v2r_accuracy,
         _key(prefix, "v2r_pairs"): v2r_pairs,
