@@ -9,6 +9,10 @@ iteration by iteration after warm-up, and medians are compared), torch on one th
     base widths 64 / 32 / 16 and inputs 48x24, 64x32, 96x48, in float32 and under bfloat16
     autocast. Ratios: each width against width 64 at the same input and precision, and
     bf16 / fp32 at the same width and input.
+``layout``
+    The same optimiser step, and an extraction batch (128 images, eval mode, no gradients),
+    with the network's weights in the default (NCHW) layout and in channels-last (NHWC), the
+    layout `engine.build.build_network` uses. Ratio: channels-last / default.
 ``data``
     The engine's whole training iteration (`Trainer.train_round` with one iteration, batches
     drawn by the real sampler and tensor transforms from a generated dataset: stage-1 cluster
@@ -42,13 +46,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 VISIBLE_IMAGES, INFRARED_IMAGES = 32, 32  # visible images give two views: 96 images a step
 
 
-def _network_step(
-    width: int, height: int, image_width: int, dtype: torch.dtype | None
-) -> Callable[[], None]:
+def _network(width: int, channels_last: bool) -> torch.nn.Module:
     from mmm_core.models import build_model
 
     torch.manual_seed(0)
     model = build_model("resnet18", "none", width=width)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def _network_step(
+    width: int,
+    height: int,
+    image_width: int,
+    dtype: torch.dtype | None,
+    channels_last: bool = True,
+) -> Callable[[], None]:
+    model = _network(width, channels_last)
     model.train()
     optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-4)
     images = torch.randn(2 * VISIBLE_IMAGES + INFRARED_IMAGES, 3, height, image_width)
@@ -77,6 +90,49 @@ def interleaved(steps: dict[str, Callable[[], object]], warmup: int, iters: int)
             if iteration >= warmup:
                 times[name].append(time.perf_counter() - start)
     return {name: {"median_s": float(np.median(t)), "times_s": t} for name, t in times.items()}
+
+
+def _extract_step(
+    width: int, height: int, image_width: int, channels_last: bool
+) -> Callable[[], None]:
+    model = _network(width, channels_last).eval()
+    images = torch.randn(128, 3, height, image_width)
+
+    def step() -> None:
+        with torch.inference_mode():
+            model(images, "visible")
+
+    return step
+
+
+def layout_table(
+    widths: Sequence[int], height: int, image_width: int, warmup: int, iters: int
+) -> list[dict]:
+    """Training step and extraction batch, default layout against channels-last (fp32)."""
+    steps: dict[str, Callable[[], object]] = {}
+    for width in widths:
+        for layout in ("contiguous", "channels_last"):
+            last = layout == "channels_last"
+            steps[f"{width}/train/{layout}"] = _network_step(width, height, image_width, None, last)
+            steps[f"{width}/extract/{layout}"] = _extract_step(width, height, image_width, last)
+    timed = interleaved(steps, warmup, iters)
+    rows = []
+    for width in widths:
+        for kind in ("train", "extract"):
+            default = timed[f"{width}/{kind}/contiguous"]["median_s"]
+            nhwc = timed[f"{width}/{kind}/channels_last"]["median_s"]
+            rows.append(
+                {
+                    "width": width,
+                    "input": f"{height}x{image_width}",
+                    "step": kind,
+                    "contiguous_s": default,
+                    "channels_last_s": nhwc,
+                    "channels_last_vs_contiguous": nhwc / default,
+                }
+            )
+    print(f"  layout {height}x{image_width}: done", flush=True)
+    return rows
 
 
 def network_table(
@@ -127,7 +183,6 @@ def data_table(width: int, height: int, image_width: int, warmup: int, iters: in
     from mmm_core.data.transforms import train_transforms
     from mmm_core.engine.targets import Stage1Targets
     from mmm_core.engine.trainer import Trainer
-    from mmm_core.models import build_model
 
     folder = Path(tempfile.mkdtemp(prefix="mmm-step-time-"))
     root = folder / "sysu"
@@ -139,8 +194,7 @@ def data_table(width: int, height: int, image_width: int, warmup: int, iters: in
     subsets = [manifest.modality("visible"), manifest.modality("infrared")]
     for subset in subsets:
         cached.fill(subset.full_paths())
-    torch.manual_seed(0)
-    model = build_model("resnet18", "none", width=width)
+    model = _network(width, channels_last=True)  # as engine.build.build_network lays it out
     dim = model.feature_dim
     labels = [np.unique(s.pids, return_inverse=True)[1].astype(np.int64) for s in subsets]
     rng = np.random.default_rng(0)
@@ -224,7 +278,7 @@ def data_table(width: int, height: int, image_width: int, warmup: int, iters: in
     }
 
 
-def markdown(network: list[dict], data: dict, meta: dict) -> str:
+def markdown(network: list[dict], layout: list[dict], data: dict, meta: dict) -> str:
     lines = [
         f"One thread, batch of 96 images; medians of {meta['iters']} interleaved iterations "
         f"after {meta['warmup']} warm-up; load average at the end {meta['load_average']}.",
@@ -254,6 +308,19 @@ def markdown(network: list[dict], data: dict, meta: dict) -> str:
             "it was timed at the smallest setting only (the row with a bf16 figure), and "
             "`train.amp: auto` runs float32 here.",
         ]
+    lines += [
+        "",
+        "Weight layout (fp32; train = the optimiser step above, extract = 128 images in eval "
+        "mode):",
+        "",
+        "| width | input | step | default (NCHW) s | channels-last s | channels-last / default |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in layout:
+        lines.append(
+            f"| {row['width']} | {row['input']} | {row['step']} | {row['contiguous_s']:.3f} | "
+            f"{row['channels_last_s']:.3f} | {row['channels_last_vs_contiguous']:.2f} |"
+        )
     lines += [
         "",
         f"Engine iteration (width {data['width']}, {data['input']}, fp32, stage 1, real "
@@ -294,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if (row["width"], row["input"]) == (widths[-1], probe[0]["input"]):
                 row["bf16_vs_fp32"] = probe[0]["bf16_vs_fp32"]  # both timed once, side by side
         network += [r for r in probe if r["precision"] == "bf16"]
+    layout_size = sizes[-1] if args.quick else sizes[1]
+    layout_widths = (16,) if args.quick else (64, 16)
+    layout = layout_table(layout_widths, *layout_size, args.warmup, iters)
     data = data_table(
         32 if not args.quick else 16, *sizes[-1 if args.quick else 1], args.warmup, iters
     )
@@ -306,12 +376,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "seconds": round(time.perf_counter() - started, 1),
     }
-    table = markdown(network, data, meta)
+    table = markdown(network, layout, data, meta)
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = "step_time-quick" if args.quick else "step_time"
     (RESULTS / f"{stem}.json").write_text(
-        json.dumps({"meta": meta, "network": network, "data": data}, indent=2) + "\n"
+        json.dumps({"meta": meta, "network": network, "layout": layout, "data": data}, indent=2)
+        + "\n"
     )
     (RESULTS / f"{stem}.md").write_text(table)
     print(f"wrote {RESULTS / stem}.json and .md ({meta['seconds']} s)")
