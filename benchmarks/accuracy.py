@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from mmm_core.config import Config, load_config
+from mmm_core.config import Config, fingerprint, load_config
 from mmm_core.engine.lifecycle import parse_rows
 
 log = logging.getLogger(__name__)
@@ -177,32 +177,59 @@ def _branch(trunk: Path, out: Path) -> None:
         shutil.copy2(trunk / name, out / name)
 
 
-def _done(out: Path, rounds: int) -> list[dict[str, Any]] | None:
-    """The rows of a finished run folder (reused when the benchmark is rerun), else None."""
-    path = out / "metrics.jsonl"
-    if not (out / "done").exists() or not path.exists():
+def _done(out: Path, rounds: int, cfg: Config) -> list[dict[str, Any]] | None:
+    """The rows of a finished run folder of `cfg` (reused when the benchmark is rerun), else
+    None: a folder whose stored config trains something else (another default, say) is not
+    reused, whatever it holds."""
+    path, stored = out / "metrics.jsonl", out / "config.yaml"
+    if not (out / "done").exists() or not path.exists() or not stored.exists():
+        return None
+    if fingerprint(load_config([stored])) != fingerprint(cfg):
+        log.info("%s: its config.yaml differs from this plan's (not reused)", out)
         return None
     rows = parse_rows(path)
     return rows if len(rows) == rounds else None
 
 
+class MissingRunsError(RuntimeError):
+    """`--report` found unfinished runs."""
+
+
+def _require(rows: list[dict[str, Any]] | None, out: Path) -> list[dict[str, Any]]:
+    if rows is None:
+        raise MissingRunsError(f"{out}: no finished run of this plan (run without --report)")
+    return rows
+
+
 def run_layout_seed(
-    fmt: str, seed: int, plan: Plan, data_root: Path, out: Path, extra: list[str] = ()
+    fmt: str,
+    seed: int,
+    plan: Plan,
+    data_root: Path,
+    out: Path,
+    extra: list[str] = (),
+    report: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Train every variant of `plan` for one layout and seed; returns variant -> rows."""
+    """Train every variant of `plan` for one layout and seed; returns variant -> rows.
+
+    `report`: train nothing, read the finished runs (`MissingRunsError` when one is not there).
+    """
     total = plan.stage1_rounds + plan.stage2_rounds
     results: dict[str, list[dict[str, Any]]] = {}
     trunk = out / "trunk"
     needs_trunk = any(v not in SCRATCH_VARIANTS for v in plan.variants)
-    if needs_trunk and _done(trunk, plan.stage1_rounds) is None:
+    trunk_cfg = trunk_config(fmt, seed, plan, data_root, extra)
+    if needs_trunk and not report and _done(trunk, plan.stage1_rounds, trunk_cfg) is None:
         log.info("%s seed %d: %d shared CMC rounds", fmt, seed, plan.stage1_rounds)
-        _train(trunk_config(fmt, seed, plan, data_root, extra), trunk)
+        _train(trunk_cfg, trunk)
         (trunk / "done").touch()
     for variant in plan.variants:
         run_dir = out / variant
-        rows = _done(run_dir, total)
+        cfg = variant_config(fmt, variant, seed, plan, data_root, extra)
+        rows = _done(run_dir, total, cfg)
+        if report:
+            rows = _require(rows, run_dir)
         if rows is None:
-            cfg = variant_config(fmt, variant, seed, plan, data_root, extra)
             started = time.perf_counter()
             if variant in SCRATCH_VARIANTS:
                 rows = _train(cfg, run_dir)
@@ -454,8 +481,27 @@ def resolve_jobs(jobs: int, units: int, device: str) -> int:
     return max(1, min(units, os.cpu_count() or 1))
 
 
-def run(plan: Plan, out: Path, jobs: int = 1) -> dict[str, Any]:
+def compute_seconds(results: dict, plan: Plan) -> float:
+    """The rounds' own time (the ``time_*`` columns), summed over every round trained once:
+    a branched variant's first R1 rows are the shared trunk's, counted once per unit."""
+    total = 0.0
+    for by_seed in results.values():
+        for variants in by_seed.values():
+            trunk_counted = False
+            for variant, rows in variants.items():
+                shared = variant not in SCRATCH_VARIANTS
+                start = plan.stage1_rounds if shared and trunk_counted else 0
+                trunk_counted = trunk_counted or shared
+                for row in rows[start:]:
+                    total += sum(v for k, v in row.items() if k.startswith("time_") and v)
+    return total
+
+
+def run(plan: Plan, out: Path, jobs: int = 1, report: bool = False) -> dict[str, Any]:
     """Train every (layout, seed) unit of `plan`, `jobs` of them at a time, then summarise.
+
+    `report`: train nothing; summarise the finished runs under `out` (`MissingRunsError` when
+    one of the plan's runs is missing or was trained with another config).
 
     ``jobs <= 0`` picks: one process per CPU core up to the number of units, or 1 on a GPU.
 
@@ -463,9 +509,13 @@ def run(plan: Plan, out: Path, jobs: int = 1) -> dict[str, Any]:
     threads: on a small CPU, processes with one thread each use the cores better than one
     process with many threads (small convolutions do not scale across threads).
     """
+    out = out.resolve()  # the runs' config.yaml files hold absolute paths
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    pretrained = ensure_pretrained(plan, out)
+    if report and plan.pretrained == "auto":
+        pretrained = str(out / "pretrain" / "resnet18-w16-bench-gray.pt")
+    else:
+        pretrained = ensure_pretrained(plan, out)
     extra = [f"model.pretrained={pretrained}", *plan.overrides]
     from mmm_core.engine.build import dataset_root
 
@@ -473,8 +523,8 @@ def run(plan: Plan, out: Path, jobs: int = 1) -> dict[str, Any]:
     for fmt in plan.formats:
         ids = plan.ids.get(fmt, load_config([plan.base_config(fmt)]).data.synthetic.ids)
         data_root = out / "data" / f"bench-{fmt}-{ids}ids"
-        # generated here, once, before workers could race to write it
-        dataset_root(variant_config(fmt, "baseline", plan.seeds[0], plan, data_root, extra))
+        if not report:  # generated here, once, before workers could race to write it
+            dataset_root(variant_config(fmt, "baseline", plan.seeds[0], plan, data_root, extra))
         for seed in plan.seeds:
             units.append((fmt, seed, data_root, out / "runs" / fmt / f"seed{seed}"))
     jobs = resolve_jobs(jobs, len(units), plan.device)
@@ -486,9 +536,10 @@ def run(plan: Plan, out: Path, jobs: int = 1) -> dict[str, Any]:
         results[fmt][seed] = rows
         print(f"[{time.perf_counter() - started:6.0f} s] {fmt} seed {seed} done", flush=True)
 
-    if jobs <= 1:
+    if jobs <= 1 or report:
         for fmt, seed, data_root, run_out in units:
-            finished(fmt, seed, run_layout_seed(fmt, seed, plan, data_root, run_out, extra))
+            rows = run_layout_seed(fmt, seed, plan, data_root, run_out, extra, report)
+            finished(fmt, seed, rows)
     else:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         context = multiprocessing.get_context("spawn")
@@ -504,18 +555,25 @@ def run(plan: Plan, out: Path, jobs: int = 1) -> dict[str, Any]:
     tables = markdown_tables(summary, plan)
     tables += "\n" + "\n".join(diagnostics_table(f, by_seed) for f, by_seed in results.items())
     plots = plot_curves(results, out)
-    report = {
+    compute = compute_seconds(results, plan)
+    tables += (
+        f"\nThe rounds' own time (`time_*` columns, every round trained once counted once): "
+        f"{compute / 3600:.2f} h in all, {compute / 3600 / max(1, jobs):.2f} h per worker "
+        f"with {jobs} worker(s).\n"
+    )
+    summary_file = {
         "plan": {**asdict(plan), "pretrained": pretrained},
         "seconds": round(time.perf_counter() - started, 1),
+        "compute_seconds": round(compute, 1),
         "summary": summary,
         "rows": {fmt: {str(s): r for s, r in by_seed.items()} for fmt, by_seed in results.items()},
         "plots": [str(p) for p in plots],
     }
-    (out / "accuracy.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    (out / "accuracy.json").write_text(json.dumps(summary_file, indent=1, default=str) + "\n")
     (out / "accuracy.md").write_text(tables + "\n")
     print(tables)
-    print(f"total {report['seconds']:.0f} s; results in {out}")
-    return report
+    print(f"total {summary_file['seconds']:.0f} s; results in {out}")
+    return summary_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -547,6 +605,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="(layout, seed) units trained in parallel processes; 0 (default): one per CPU "
         "core up to the number of units on a CPU, 1 on a GPU",
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="train nothing: summarise the plan's finished runs under --out (tables, plots)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "accuracy")
     args = parser.parse_args(argv)
@@ -585,7 +648,11 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(**{**asdict(plan), **changes})
     if args.quick and args.out == parser.get_default("out"):
         args.out = args.out.with_name("accuracy-quick")
-    run(plan, args.out, jobs=args.jobs)
+    try:
+        run(plan, args.out, jobs=args.jobs, report=args.report)
+    except MissingRunsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "dump_config",
+    "fingerprint",
     "flatten",
     "load_config",
 ]
@@ -394,6 +395,26 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[path] = value
     return out
+
+
+# Settings that do not change a run's numbers: where data and runs live, devices, caching,
+# tracking.
+_NOT_FINGERPRINTED = ("data.root", "data.workers", "data.cache_mb", "train.device", "tracking")
+
+
+def fingerprint(cfg: Config) -> str:
+    """A short hash of every config value that can change a run's metrics (not where its
+    data lives, the device, caching or tracking): two runs with the same fingerprint train
+    the same thing."""
+    import hashlib
+    import json
+
+    values = {
+        key: value
+        for key, value in flatten(config_to_dict(cfg)).items()
+        if not key.startswith(_NOT_FINGERPRINTED)
+    }
+    return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -178,3 +179,29 @@ def test_last_quarter_gain_and_the_per_round_diagnostics() -> None:
     assert "| +SCA (MMM) | corr. | 40.0 | - |" in table  # (50 + 30) / 2, then no value
     assert "| +SCA (MMM) | xmod | 25.0 | - |" in table  # one seed's value is the mean
     assert "2 seeds" in table
+
+
+def test_a_finished_run_is_reused_only_for_the_same_config(tmp_path: Path) -> None:
+    from mmm_core.config import dump_config
+
+    plan = accuracy.Plan(stage1_rounds=1, stage2_rounds=1)
+    cfg = accuracy.variant_config("sysu", "cmc", 3, plan, tmp_path / "data")
+    run = tmp_path / "cmc"
+    run.mkdir()
+    rows = [{"round": 0, "mAP": 0.5}, {"round": 1, "mAP": 0.6}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dump_config(cfg.replace(**{"train.device": "cuda"}), run / "config.yaml")  # same numbers
+    assert accuracy._done(run, 2, cfg) is None  # not marked done
+    (run / "done").touch()
+    assert accuracy._done(run, 2, cfg) == rows
+    assert accuracy._done(run, 3, cfg) is None  # another length
+    other = cfg.replace(**{"cluster.joint_expansion": "released"})  # another default, say
+    assert accuracy._done(run, 2, other) is None
+
+
+def test_report_trains_nothing_and_names_the_missing_run(tmp_path: Path, capsys) -> None:
+    argv = ["--report", "--formats", "regdb", "--seeds", "4", "--pretrained", "none"]
+    assert accuracy.main([*argv, "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "runs/regdb/seed4/baseline: no finished run of this plan" in error
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()

@@ -21,29 +21,12 @@ __all__ = ["HELP", "configure_parser", "main"]
 HELP = "set up a small synthetic dataset and run the method on it"
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "configs" / "demo-reference.json"
-# Settings that do not change the numbers: where data and runs live, devices, caching.
-_NOT_FINGERPRINTED = ("data.root", "data.workers", "data.cache_mb", "train.device", "tracking")
-
-
-def fingerprint(cfg) -> str:
-    """A short hash of every config value that can change a run's metrics."""
-    import hashlib
-    import json
-
-    from mmm_core.config import config_to_dict, flatten
-
-    values = {
-        key: value
-        for key, value in flatten(config_to_dict(cfg)).items()
-        if not key.startswith(_NOT_FINGERPRINTED)
-    }
-    return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def make_reference(cfg, out: Path) -> dict:
     """Train the baseline and the supervised upper bound of `cfg` in-process; their final
     R1 / mAP and the chance mAP of the protocol (random features)."""
-    from mmm_core.config import load_config
+    from mmm_core.config import fingerprint, load_config
     from mmm_core.engine.build import dataset_root
     from mmm_core.engine.loop import run_training
     from mmm_core.engine.phases import chance_summary
@@ -163,6 +146,8 @@ def main(args: argparse.Namespace) -> int:
 
 def reference_table(cfg, final: dict) -> str:
     """The demo's R1 / mAP beside the stored baseline, supervised and chance figures."""
+    from mmm_core.config import fingerprint
+
     reference = read_references().get(fingerprint(cfg))
     if reference is None:
         return (
