@@ -514,6 +514,8 @@ def run(plan: Plan, out: Path, jobs: int = 1, report: bool = False) -> dict[str,
     started = time.perf_counter()
     if report and plan.pretrained == "auto":
         pretrained = str(out / "pretrain" / "resnet18-w16-bench-gray.pt")
+        if not Path(pretrained).is_file():
+            raise MissingRunsError(f"{pretrained}: no stand-in weights (run without --report)")
     else:
         pretrained = ensure_pretrained(plan, out)
     extra = [f"model.pretrained={pretrained}", *plan.overrides]

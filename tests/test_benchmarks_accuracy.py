@@ -207,3 +207,5 @@ def test_report_trains_nothing_and_names_the_missing_run(tmp_path: Path, capsys)
     error = capsys.readouterr().err
     assert "runs/regdb/seed4/baseline: no finished run of this plan" in error
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
+    assert accuracy.main(["--report", "--out", str(tmp_path)]) == 2  # pretrained "auto"
+    assert "no stand-in weights (run without --report)" in capsys.readouterr().err
