@@ -54,7 +54,8 @@ from typing import Any
 
 import numpy as np
 
-from mmm_core.config import Config, fingerprint, load_config
+from mmm_core.arguments import add_config_arguments
+from mmm_core.config import Config, ConfigError, fingerprint, load_config
 from mmm_core.engine.lifecycle import parse_rows
 
 log = logging.getLogger(__name__)
@@ -277,15 +278,22 @@ def last_quarter_gain(fmt: str, rows: list[dict[str, Any]]) -> float:
     return float("nan") if first is None or last is None else float(last) - float(first)
 
 
+def curves(
+    by_seed: dict[int, dict[str, list[dict[str, Any]]]], variant: str, key: str
+) -> np.ndarray:
+    """(seeds, rounds) values of `key` per round (NaN where a round has none)."""
+    values = [[np.nan if r.get(key) is None else r[key] for r in by_seed[s][variant]]
+              for s in sorted(by_seed)]  # fmt: skip
+    return np.asarray(values, dtype=np.float64)
+
+
 def round_means(
     by_seed: dict[int, dict[str, list[dict[str, Any]]]], variant: str, key: str
 ) -> list[float]:
     """Per round, the mean of `key` over the seeds (NaN for a round where no seed has it)."""
-    curves = [[np.nan if r.get(key) is None else r[key] for r in by_seed[s][variant]]
-              for s in sorted(by_seed)]  # fmt: skip
     with warnings.catch_warnings():  # rounds with no value
         warnings.simplefilter("ignore", RuntimeWarning)
-        return [float(v) for v in np.nanmean(np.asarray(curves, dtype=np.float64), axis=0)]
+        return [float(v) for v in np.nanmean(curves(by_seed, variant, key), axis=0)]
 
 
 def diagnostics_table(fmt: str, by_seed: dict[int, dict[str, list[dict[str, Any]]]]) -> str:
@@ -405,11 +413,7 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
         for index, variant in enumerate(variants):
             colour = f"C{VARIANTS.index(variant) if variant in VARIANTS else index}"
             for ax, (key, title) in zip(axes, panels, strict=True):
-                curves = []
-                for seed in sorted(by_seed):
-                    rows = by_seed[seed][variant]
-                    curves.append([np.nan if r.get(key) is None else r[key] for r in rows])
-                array = np.asarray(curves, dtype=np.float64)
+                array = curves(by_seed, variant, key)
                 if np.all(np.isnan(array)):
                     continue
                 with warnings.catch_warnings():  # rounds with no value (e.g. stage 1)
@@ -588,12 +592,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, help="training iterations per round")
     parser.add_argument("--pretrained", help="auto (default), none, or a weights file")
     parser.add_argument("--device", help="auto (default), cpu, cuda")
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config settings for every run, e.g. train.amp=none (after the variant's own)",
+    add_config_arguments(
+        parser,
+        config=False,
+        set_help="a config setting for every run, e.g. train.amp=none (after the variant's "
+        "own; repeatable)",
     )
     parser.add_argument(
         "--base",
@@ -632,11 +635,11 @@ def main(argv: list[str] | None = None) -> int:
         changes["pretrained"] = args.pretrained
     if args.device:
         changes["device"] = args.device
-    if args.set:
-        bad = [item for item in args.set if "=" not in item]
+    if args.overrides:
+        bad = [item for item in args.overrides if "=" not in item]
         if bad:
             parser.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
-        changes["overrides"] = tuple(args.set)
+        changes["overrides"] = tuple(args.overrides)
     if args.base:
         pairs = [item.split("=", 1) for item in args.base]
         bases = {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
@@ -652,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out = args.out.with_name("accuracy-quick")
     try:
         run(plan, args.out, jobs=args.jobs, report=args.report)
-    except MissingRunsError as error:
+    except (MissingRunsError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -209,3 +209,6 @@ def test_report_trains_nothing_and_names_the_missing_run(tmp_path: Path, capsys)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
     assert accuracy.main(["--report", "--out", str(tmp_path)]) == 2  # pretrained "auto"
     assert "no stand-in weights (run without --report)" in capsys.readouterr().err
+    bad = ["--report", "--pretrained", "none", "--set", "train.amp=bogus", "--out", str(tmp_path)]
+    assert accuracy.main(bad) == 2
+    assert "error: --set: 'train.amp': expected one of" in capsys.readouterr().err
