@@ -52,13 +52,18 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The suite runs in parallel, one worker per core (pytest-xdist); the tests of the shared
+# servers stay in one worker. `PYTEST_WORKERS=0 make test` runs it in one process.
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
+
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_PARALLEL)
 
 # The unit tests only (no `slow`, no `servers`): about 2 minutes.
 .PHONY: test-fast
 test-fast: lint
-	$(PY) -m pytest -q -m "not slow and not servers"
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "not slow and not servers"
 
 demo: setup
 	$(VENV)/bin/mmm demo --out $(DEMO_DIR)

@@ -1,12 +1,30 @@
-"""Shared fixtures: tiny hand-made dataset trees in the raw release layouts."""
+"""Shared fixtures: tiny hand-made dataset trees in the raw release layouts.
+
+`make test` runs the suite in parallel (pytest-xdist, one worker per core). Each worker, and
+every process it starts, then uses one thread, so the workers do not fight over the cores,
+and the tests of the session's shared servers run in one worker, so the servers start once.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # set before any test imports torch
+    for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that use the session's servers go to one xdist worker (``--dist loadgroup``)."""
+    for item in items:
+        if "_servers" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("servers"))
 
 
 def write_image(path: Path, seed: int, size: tuple[int, int] = (16, 8), mode: str = "RGB") -> None:

@@ -264,6 +264,7 @@ class ServerRun:
     cache: Path  # MMM_CACHE_DIR the steps mirrored the bucket into
     experiment: str
     model_name: str
+    printed: list[str]  # what `mmm run` printed (the round table)
 
 
 @pytest.fixture(scope="session")
@@ -276,7 +277,9 @@ def pipeline_on_servers(
 ) -> ServerRun:
     """One tiny training pipeline (1 + 1 rounds, kfp.local) for the whole session: the dataset
     read from the S3 server, the run logged to the MLflow server and its model registered
-    there (version 1, alias ``candidate``). Tests read what it left; none re-runs it."""
+    there (version 1, alias ``candidate``). Tests read what it left; none re-runs it. It is
+    the suite's only run of the training pipeline: each run costs a minute, most of it the
+    start-up of a dozen step processes."""
     import uuid
 
     from mmm_core.config import load_config
@@ -302,6 +305,7 @@ def pipeline_on_servers(
         ],
     )
     cache = folder / "cache"
+    printed: list[str] = []
     with pytest.MonkeyPatch.context() as env:  # what the step subprocesses inherit
         env.setenv("MINIO_ENDPOINT", s3_server.endpoint)
         env.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
@@ -310,9 +314,9 @@ def pipeline_on_servers(
         env.setenv("MMM_CACHE_DIR", str(cache))
         env.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
         env.delenv("MLFLOW_TRACKING_URI", raising=False)
-        rows = run_local(cfg, folder / "run", echo=lambda _line: None)
+        rows = run_local(cfg, folder / "run", echo=printed.append)
     return ServerRun(
-        cfg, rows, folder / "run", micro_dataset, data_uri, cache, experiment, model_name
+        cfg, rows, folder / "run", micro_dataset, data_uri, cache, experiment, model_name, printed
     )
 
 

@@ -2,14 +2,16 @@
 SeaweedFS bucket (s3://), the run logged to an MLflow server, the model registered there.
 
 The pipeline runs once per session (`pipeline_on_servers` in conftest.py, through
-kfp.local.SubprocessRunner as in tests/pipelines/test_local_run.py); each test checks one
-thing it left behind.
+kfp.local.SubprocessRunner, as `mmm run` runs it); each test checks one thing it left behind,
+and one checks that `mmm train` (the same method in one process) writes the same rows.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
@@ -31,9 +33,50 @@ def the_run(pipeline_on_servers, reader):
     return run
 
 
-def test_both_rounds_ran(pipeline_on_servers) -> None:
+def test_both_rounds_ran(pipeline_on_servers, row_keys) -> None:
     rows = pipeline_on_servers.rows
     assert [r["round"] for r in rows] == [0, 1] and [r["stage"] for r in rows] == [1, 2]
+    for row in rows:
+        assert set(row) >= row_keys | {"time_extract", "time_cluster", "time_match"}
+        assert 0 <= row["mAP"] <= 1
+    out = pipeline_on_servers.out
+    history = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in history] == rows
+    assert (out / "pipeline.log").stat().st_size > 0
+    printed = pipeline_on_servers.printed  # the header, then one line per round
+    assert printed[0].startswith("round") and len(printed) == 3
+
+
+def test_the_artifacts_follow_their_contracts(pipeline_on_servers) -> None:
+    """Features per modality (float32, the embedding's width: 8x the base width), the targets
+    of each stage."""
+    from mmm_core.engine.targets import load_targets
+
+    root = pipeline_on_servers.out / "pipeline_root"
+    features = sorted(root.glob("*/*/features"))
+    assert len(features) == 2
+    with np.load(features[0]) as data:
+        assert set(data.files) == {"visible", "infrared"}
+        assert data["visible"].dtype == np.float32
+        assert data["visible"].shape[1] == 8 * pipeline_on_servers.cfg.model.width
+    assert sorted(load_targets(p).stage for p in root.glob("*/*/targets")) == [1, 2]
+
+
+def test_mmm_train_and_mmm_run_write_identical_rows(pipeline_on_servers, tmp_path: Path) -> None:
+    """The in-process loop (`mmm train`) and the pipeline's steps over files (`mmm run`) are
+    one method: on the same config and seed their metrics rows are equal, timings aside. The
+    loop reads the local copy of the bucket's files and tells no tracking server."""
+    from mmm_core.engine.loop import run_training
+
+    run = pipeline_on_servers
+    cfg = run.cfg.replace(**{"data.root": str(run.dataset), "tracking.enabled": False})
+    in_process = run_training(cfg, tmp_path / "train")
+
+    def comparable(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if not k.startswith("time_")} for r in rows]
+
+    assert [r["stage"] for r in in_process] == [1, 2]
+    assert comparable(run.rows) == comparable(in_process)
 
 
 def test_the_steps_read_the_bucket_byte_for_byte(pipeline_on_servers) -> None:
