@@ -52,10 +52,10 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The suite runs in parallel, one worker per core (pytest-xdist); the tests of the shared
-# servers stay in one worker. `PYTEST_WORKERS=0 make test` runs it in one process.
+# The suite runs in parallel, one worker per core, at most 4 (pytest-xdist); the tests of the
+# shared servers stay in one worker. `PYTEST_WORKERS=0 make test` runs it in one process.
 PYTEST_WORKERS ?= auto
-PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadgroup
 
 test: lint
 	$(PY) -m pytest -q $(PYTEST_PARALLEL)

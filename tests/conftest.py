@@ -21,10 +21,22 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # set before any test imports torch
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests that use the session's servers go to one xdist worker (``--dist loadgroup``)."""
+    """The tests that use the session's servers go to one xdist worker (``--dist loadgroup``).
+
+    The long tests are handed out first (the servers' tests, the longest chain, then the other
+    `slow` ones, each group in collection order), so that the short ones fill the gaps at the
+    end instead of one worker finishing a long test alone.
+    """
     for item in items:
         if "_servers" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("servers"))
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("xdist_group"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)  # stable
 
 
 def write_image(path: Path, seed: int, size: tuple[int, int] = (16, 8), mode: str = "RGB") -> None:
