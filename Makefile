@@ -60,7 +60,7 @@ PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadgroup
 test: lint
 	$(PY) -m pytest -q $(PYTEST_PARALLEL)
 
-# The unit tests only (no `slow`, no `servers`): about 2 minutes.
+# The unit tests only (no `slow`, no `servers`): about a minute.
 .PHONY: test-fast
 test-fast: lint
 	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "not slow and not servers"

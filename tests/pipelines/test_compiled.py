@@ -167,3 +167,22 @@ def test_the_cheap_caller_lookup_sees_the_stack_inspect_sees() -> None:
     assert [f[2] for f in cheap[1:]] == [f.lineno for f in real[1:]]
     assert cheap[1][3] == "test_the_cheap_caller_lookup_sees_the_stack_inspect_sees"
     assert _CallerNames().getframeinfo is inspect.getframeinfo  # the rest is inspect's
+
+
+def test_the_cheap_caller_lookup_leaves_another_kfp_alone(monkeypatch) -> None:
+    """A kfp whose task module no longer holds `inspect` itself is not touched."""
+    import inspect
+    import types
+
+    from kfp.dsl import pipeline_task
+
+    from pipelines.training import _cheap_caller_names
+
+    with _cheap_caller_names():
+        assert pipeline_task.inspect is not inspect  # the stand-in, while pipelines are built
+    assert pipeline_task.inspect is inspect
+    other = types.SimpleNamespace(stack=inspect.stack)
+    monkeypatch.setattr(pipeline_task, "inspect", other)
+    with _cheap_caller_names():
+        assert pipeline_task.inspect is other
+    assert pipeline_task.inspect is other
