@@ -513,6 +513,8 @@ def run(plan: Plan, out: Path, jobs: int = 1, report: bool = False) -> dict[str,
     threads: on a small CPU, processes with one thread each use the cores better than one
     process with many threads (small convolutions do not scale across threads).
     """
+    for fmt in plan.formats:  # a bad --set ends here, before any pretraining or training
+        load_config([plan.base_config(fmt)], plan.overrides)
     out = out.resolve()  # the runs' config.yaml files hold absolute paths
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -635,10 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         changes["pretrained"] = args.pretrained
     if args.device:
         changes["device"] = args.device
-    if args.overrides:
-        bad = [item for item in args.overrides if "=" not in item]
-        if bad:
-            parser.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
+    if args.overrides:  # checked by load_config at the start of `run`
         changes["overrides"] = tuple(args.overrides)
     if args.base:
         pairs = [item.split("=", 1) for item in args.base]

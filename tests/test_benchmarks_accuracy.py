@@ -212,3 +212,8 @@ def test_report_trains_nothing_and_names_the_missing_run(tmp_path: Path, capsys)
     bad = ["--report", "--pretrained", "none", "--set", "train.amp=bogus", "--out", str(tmp_path)]
     assert accuracy.main(bad) == 2
     assert "error: --set: 'train.amp': expected one of" in capsys.readouterr().err
+    # Without --report a bad setting ends before the stand-in weights are trained.
+    for setting, words in (("train.amp=bogus", "expected one of"), ("train.amp", "key.path=value")):
+        assert accuracy.main(["--set", setting, "--out", str(tmp_path / "fresh")]) == 2
+        assert words in capsys.readouterr().err
+    assert not (tmp_path / "fresh").exists()
