@@ -132,6 +132,21 @@ def test_choice_and_value_validation() -> None:
         config_from_dict({"train": {"supervision": "labels"}})
     with pytest.raises(ConfigError, match=r"'cluster.joint_expansion': expected one of"):
         config_from_dict({"cluster": {"joint_expansion": "both"}})
+    with pytest.raises(ConfigError, match=r"'train.schedule_per': expected one of"):
+        config_from_dict({"train": {"schedule_per": "epoch"}})
+
+
+def test_a_setting_added_later_keeps_earlier_fingerprints_at_its_old_behaviour() -> None:
+    """train.schedule_per came after the demo references were made: at "stage" (what those
+    runs did) it leaves the fingerprint as it was; at "run" the runs differ, so it changes."""
+    import json
+
+    from mmm_core.config import fingerprint
+
+    cfg = load_config(CONFIGS / "synthetic-tiny.yaml")
+    stored = json.loads((CONFIGS / "demo-reference.json").read_text())
+    assert fingerprint(cfg) in stored
+    assert fingerprint(cfg.replace(**{"train.schedule_per": "run"})) not in stored
 
 
 def test_yaml_errors_name_the_file(tmp_path: Path) -> None:

@@ -120,6 +120,7 @@ def build_trainer(cfg: Config, model: torch.nn.Module, device: torch.device) -> 
         weight_decay=cfg.train.weight_decay,
         step_size=cfg.train.step_size,
         gamma=cfg.train.gamma,
+        schedule_per=cfg.train.schedule_per,
         temperature=cfg.memory.temperature,
         momentum=cfg.memory.momentum,
         weights=LossWeights(cfg.loss.lambda_cmc, cfg.loss.lambda_cross, cfg.loss.lambda_sca),

@@ -115,7 +115,7 @@ def restore_state(
     """
     model.load_state_dict(state.model)
     restore_rng(state.rng)
-    trainer.start_stage(stage)
+    trainer.start_stage(stage, first_round=state.next_round)
     if state.stage == stage and state.optimizer is not None:
         trainer.optimizer.load_state_dict(state.optimizer)
         if state.scheduler is not None:

@@ -201,7 +201,7 @@ def _train_rounds(
     for round_index in range(start, total):
         stage = stage_of_round(cfg, round_index)
         if trainer.stage != stage:
-            trainer.start_stage(stage)
+            trainer.start_stage(stage, first_round=round_index)
         prepared = prepare_round(ctx, round_index)
         row: dict[str, Any] = {"round": round_index, "stage": stage, **prepared["metrics"]}
         row.update(train_one_round(ctx, round_index, prepared["targets"]))

@@ -87,6 +87,8 @@ class Trainer:
         model: the two-stream network (already on `device`; DDP-wrapped by the caller if any).
         device: where batches and memories live.
         lr, weight_decay, step_size, gamma: Adam and StepLR (stepped once per round).
+        schedule_per: ``"stage"``: StepLR counts the rounds of the current stage;
+            ``"run"``: it counts from the run's first round (see `start_stage`).
         temperature, momentum: memory temperature tau and momentum mu.
         weights: loss weights.
         autocast: the network's autocast dtype (None = full precision; ``torch.bfloat16`` on
@@ -103,6 +105,7 @@ class Trainer:
         weight_decay: float = 5e-4,
         step_size: int = 20,
         gamma: float = 0.1,
+        schedule_per: str = "stage",
         temperature: float = 0.05,
         momentum: float = 0.1,
         weights: LossWeights | None = None,
@@ -114,6 +117,9 @@ class Trainer:
         self.weight_decay = weight_decay
         self.step_size = step_size
         self.gamma = gamma
+        if schedule_per not in ("stage", "run"):
+            raise ValueError(f"schedule_per must be stage or run, got {schedule_per!r}")
+        self.schedule_per = schedule_per
         self.temperature = temperature
         self.momentum = momentum
         self.weights = weights or LossWeights()
@@ -129,13 +135,26 @@ class Trainer:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def start_stage(self, stage: int) -> None:
-        """A fresh optimiser and schedule: they restart at the beginning of each stage."""
+    def start_stage(self, stage: int, first_round: int = 0) -> None:
+        """A fresh optimiser and schedule at the beginning of a stage.
+
+        `first_round` is the run's index of the stage's first round. With ``schedule_per
+        == "run"`` the schedule starts there, at ``lr * gamma ** (first_round // step_size)``,
+        as if it had counted every earlier round; with ``"stage"`` it starts at ``lr``.
+        """
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=self.step_size, gamma=self.gamma
         )
+        if self.schedule_per == "run" and first_round > 0:
+            # StepLR's step() multiplies by gamma whenever its count reaches a multiple of
+            # step_size, so setting the count and the rate continues the schedule exactly.
+            rate = self.lr * self.gamma ** (first_round // self.step_size)
+            for group in self.optimizer.param_groups:
+                group["lr"] = rate
+            self.scheduler.last_epoch = first_round
+            self.scheduler._last_lr = [rate] * len(self.optimizer.param_groups)
         self.stage = stage
 
     def start_round(self, targets: RoundTargets) -> None:

@@ -143,6 +143,53 @@ def test_targets_round_trip(tmp_path) -> None:
     np.testing.assert_array_equal(back.weights_r2v, targets.weights_r2v)
 
 
+def rates(trainer: Trainer, rounds: range) -> list[float]:
+    """The learning rate of each round of `rounds` (the scheduler is stepped after each)."""
+    out = []
+    for _ in rounds:
+        out.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()  # (no gradients: nothing moves; keeps torch's order check)
+        trainer.end_round()
+    return out
+
+
+@pytest.mark.parametrize("schedule_per", ["stage", "run"])
+def test_schedule_counts_stage_or_run_rounds(schedule_per: str, tmp_path) -> None:
+    """3 + 4 rounds, step 2: per stage the rate restarts at stage 2; per run it continues,
+    also when stage 2 starts from a stage-1 checkpoint (the ladder's branches)."""
+    from mmm_core.engine.lifecycle import restore_state, state_of
+
+    lr, gamma = 1e-3, 0.1
+    trainer = make_trainer(step_size=2, gamma=gamma, schedule_per=schedule_per)
+    trainer.start_stage(1, first_round=0)
+    stage1 = rates(trainer, range(0, 3))
+    state = state_of(trainer, trainer.model, 3)
+    trainer.start_stage(2, first_round=3)
+    stage2 = rates(trainer, range(3, 7))
+    resumed = make_trainer(step_size=2, gamma=gamma, schedule_per=schedule_per)
+    restore_state(resumed, resumed.model, state, 2)
+    assert rates(resumed, range(3, 7)) == stage2
+    if schedule_per == "run":
+        expected = [lr * gamma ** (r // 2) for r in range(7)]
+    else:
+        expected = [lr * gamma ** (r // 2) for r in range(3)] + [
+            lr * gamma ** (r // 2) for r in range(4)
+        ]
+    assert stage1 + stage2 == pytest.approx(expected, rel=1e-9)
+    # A resume inside stage 2 continues from the saved schedule in both modes.
+    trainer.start_stage(2, first_round=3)
+    rates(trainer, range(3, 5))
+    mid = state_of(trainer, trainer.model, 5)
+    again = make_trainer(step_size=2, gamma=gamma, schedule_per=schedule_per)
+    restore_state(again, again.model, mid, 2)
+    assert rates(again, range(5, 7)) == pytest.approx(expected[5:], rel=1e-9)
+
+
+def test_schedule_per_is_checked() -> None:
+    with pytest.raises(ValueError, match="schedule_per must be stage or run"):
+        make_trainer(schedule_per="epoch")
+
+
 def test_checkpoint_round_trip_and_atomic(tmp_path) -> None:
     trainer = make_trainer()
     trainer.start_stage(1)
