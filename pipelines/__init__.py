@@ -1,1 +1,2 @@
-"""KFP pipelines: training (unrolled rounds), sweeps, scheduled retraining; compile script."""
+"""KFP pipelines: training (a nested pipeline per round), sweeps, scheduled retraining; compile
+script."""

@@ -1,14 +1,14 @@
 """Compile the pipelines to ``pipelines/compiled/*.yaml`` (``make compile``).
 
-The compiled files are committed so that a user can upload them in the KFP UI without a
+Each file holds one definition per distinct step and round (`pipelines.compact`). The
+compiled files are committed so that a user can upload them in the KFP UI without a
 Python environment; ``tests/pipelines`` fails when they differ from a fresh compile.
 """
 
 import argparse
 from pathlib import Path
 
-from kfp import compiler
-
+from pipelines.compact import compile_pipeline
 from pipelines.retrain import DEFAULT_ROUNDS, build_retrain_pipeline
 from pipelines.training import build_training_pipeline
 
@@ -31,13 +31,11 @@ def compile_all(out_dir: Path = COMPILED) -> list[Path]:
     written = []
     for name, (stage1, stage2, pipeline_name) in TRAINING_VARIANTS.items():
         path = out_dir / name
-        compiler.Compiler().compile(
-            build_training_pipeline(stage1, stage2, pipeline_name), str(path)
-        )
+        compile_pipeline(build_training_pipeline(stage1, stage2, pipeline_name), path)
         written.append(path)
     for name, (rounds, pipeline_name) in RETRAIN_VARIANTS.items():
         path = out_dir / name
-        compiler.Compiler().compile(build_retrain_pipeline(rounds, pipeline_name), str(path))
+        compile_pipeline(build_retrain_pipeline(rounds, pipeline_name), path)
         written.append(path)
     return written
 

@@ -19,8 +19,9 @@ runner of kfp 2.16 never enters a ``dsl.If`` branch (its condition evaluator can
 ``inputs.parameter_values[...]`` and takes the condition as false), so the same DAG could
 not be tested locally; a no-op run costs a few seconds per task.
 
-The number of rounds is fixed at compile time (`build_retrain_pipeline`, unrolled like
-`pipelines.training`); everything else is a run-time parameter described in the KFP UI.
+The number of rounds is fixed at compile time (`build_retrain_pipeline` calls the round
+pipeline of `pipelines.training` once per round); everything else is a run-time parameter
+described in the KFP UI.
 Resources, retries and caching come from `pipelines.training.apply_resources`: ingest as
 start (CPU), promote as evaluate (one GPU); neither is cached (they read a changing dataset
 and registry). A recurring run is created by ``mmm schedule`` (`pipelines.schedule`).
@@ -34,7 +35,7 @@ from typing import Any
 from kfp import dsl
 
 from components import ingest_op, promote_op
-from pipelines.training import add_round, apply_resources
+from pipelines.training import apply_resources, build_round_pipeline, chain_rounds
 
 __all__ = ["DEFAULT_ROUNDS", "build_retrain_pipeline", "run_local"]
 
@@ -44,9 +45,11 @@ DEFAULT_ROUNDS = 3
 def build_retrain_pipeline(
     rounds: int = DEFAULT_ROUNDS, name: str | None = None
 ) -> Callable[..., object]:
-    """The retraining pipeline with `rounds` stage-2 rounds unrolled."""
+    """The retraining pipeline with `rounds` stage-2 rounds (one round definition, called
+    `rounds` times)."""
     if rounds < 1:
         raise ValueError(f"retraining needs at least one round, got {rounds}")
+    round_pipeline = build_round_pipeline()
 
     @dsl.pipeline(
         name=name or f"mmm-retrain-{rounds}",
@@ -142,18 +145,16 @@ def build_retrain_pipeline(
         ingest.set_caching_options(False)
         config = ingest.outputs["config"]
         manifest = ingest.outputs["manifest"]
-        checkpoint = ingest.outputs["checkpoint"]
-        history = ingest.outputs["history"]
-        for r in range(rounds):
-            checkpoint, history = add_round(
-                r,
-                f"retrain round {r}",
-                config,
-                manifest,
-                checkpoint,
-                history,
-                active=ingest.outputs["train"],
-            )
+        checkpoint, history = chain_rounds(
+            round_pipeline,
+            rounds,
+            lambda r: f"retrain round {r}",
+            config,
+            manifest,
+            ingest.outputs["checkpoint"],
+            ingest.outputs["history"],
+            active=ingest.outputs["train"],
+        )
         promote = promote_op(
             min_improvement=min_improvement,
             config=config,

@@ -193,14 +193,13 @@ def schedule(
     `client_factory` returns the KFP client; it is called only once the cron expression and
     the parameters are known to be valid (ValueError otherwise, before contacting KFP).
     """
-    from kfp import compiler
-
+    from pipelines.compact import compile_pipeline
     from pipelines.retrain import build_retrain_pipeline
 
     cron6 = to_kfp_cron(cron)
     with tempfile.TemporaryDirectory() as folder:
         package = Path(folder) / f"retrain-{rounds}.yaml"
-        compiler.Compiler().compile(build_retrain_pipeline(rounds), str(package))
+        compile_pipeline(build_retrain_pipeline(rounds), package)
         values = parse_params(params, _parameter_types(package))
         client = client_factory()
         found = client.create_experiment(name=experiment)

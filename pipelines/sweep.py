@@ -131,8 +131,7 @@ def run_local_sweep(
 
 def compile_packages(sweep: Sweep, out: Path) -> dict[tuple[int, int], Path]:
     """One compiled training pipeline per distinct (stage-1, stage-2) round count."""
-    from kfp import compiler
-
+    from pipelines.compact import compile_pipeline
     from pipelines.training import build_training_pipeline
 
     packages = {}
@@ -142,8 +141,7 @@ def compile_packages(sweep: Sweep, out: Path) -> dict[tuple[int, int], Path]:
             continue
         path = out / f"pipeline-{rounds[0]}x{rounds[1]}.yaml"
         pipeline = build_training_pipeline(*rounds, name=f"mmm-training-{rounds[0]}x{rounds[1]}")
-        compiler.Compiler().compile(pipeline, str(path))
-        packages[rounds] = path
+        packages[rounds] = compile_pipeline(pipeline, path)
     return packages
 
 

@@ -1,4 +1,4 @@
-"""The training pipeline: stage-1 rounds then stage-2 rounds, five steps each, unrolled.
+"""The training pipeline: stage-1 rounds then stage-2 rounds, each a nested round pipeline.
 
 The number of rounds is fixed when the pipeline is compiled (`build_training_pipeline`); every
 other setting is a run-time parameter, described in the KFP UI. Parameters left empty keep the
@@ -19,9 +19,10 @@ import contextlib
 import inspect
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from kfp import dsl
+from kfp.dsl import Input
 
 from components import (
     cluster_op,
@@ -34,7 +35,14 @@ from components import (
 )
 from pipelines.kube import use_cluster_env, use_gpu_nodes
 
-__all__ = ["GPU_STEPS", "add_round", "apply_resources", "build_training_pipeline"]
+__all__ = [
+    "GPU_STEPS",
+    "add_round",
+    "apply_resources",
+    "build_round_pipeline",
+    "build_training_pipeline",
+    "chain_rounds",
+]
 
 GPU_STEPS = ("extract", "train", "evaluate")
 ACCELERATOR = "nvidia.com/gpu"
@@ -109,51 +117,49 @@ def apply_resources(task: dsl.PipelineTask, step: str, display_name: str) -> dsl
 
 
 def add_round(
-    r: int,
-    label: str,
+    round_index: Any,
     config: Any,
     manifest: Any,
     checkpoint: Any,
     history: Any,
-    active: Any = None,
+    active: Any = True,
 ) -> tuple[Any, Any]:
-    """The five tasks of round `r` (extract, cluster, match, train, evaluate).
+    """The five tasks of one round (extract, cluster, match, train, evaluate).
 
-    Returns the round's (checkpoint, history) outputs. `active` (a bool or a task output
-    channel; the retraining pipeline's no-op switch) is passed to every task when given;
-    the display names read ``"<label>: <step>"``.
+    Returns the round's (checkpoint, history) outputs. `round_index` and `active` (the
+    retraining pipeline's no-op switch) are constants or channels; every task gets both.
     """
-    switch = {} if active is None else {"active": active}
+    switch = {"active": active}
     extract = extract_op(config=config, manifest=manifest, checkpoint=checkpoint, **switch)
-    apply_resources(extract, "extract", f"{label}: extract")
+    apply_resources(extract, "extract", "extract")
     cluster = cluster_op(
-        round_index=r,
+        round_index=round_index,
         config=config,
         manifest=manifest,
         features=extract.outputs["features"],
         **switch,
     )
-    apply_resources(cluster, "cluster", f"{label}: cluster")
+    apply_resources(cluster, "cluster", "cluster")
     match = match_op(
-        round_index=r,
+        round_index=round_index,
         config=config,
         manifest=manifest,
         features=extract.outputs["features"],
         labels=cluster.outputs["labels"],
         **switch,
     )
-    apply_resources(match, "match", f"{label}: match")
+    apply_resources(match, "match", "match")
     train = train_op(
-        round_index=r,
+        round_index=round_index,
         config=config,
         manifest=manifest,
         checkpoint=checkpoint,
         targets=match.outputs["targets"],
         **switch,
     )
-    apply_resources(train, "train", f"{label}: train")
+    apply_resources(train, "train", "train")
     evaluate = evaluate_op(
-        round_index=r,
+        round_index=round_index,
         config=config,
         checkpoint=train.outputs["new_checkpoint"],
         history=history,
@@ -163,16 +169,80 @@ def add_round(
         train_metrics=train.outputs["metrics"],
         **switch,
     )
-    apply_resources(evaluate, "evaluate", f"{label}: evaluate")
+    apply_resources(evaluate, "evaluate", "evaluate")
     return train.outputs["new_checkpoint"], evaluate.outputs["new_history"]
+
+
+class RoundOutputs(NamedTuple):
+    checkpoint: dsl.Artifact
+    history: dsl.Artifact
+
+
+def build_round_pipeline() -> Callable[..., Any]:
+    """One round as a pipeline of its own: a pipeline of R rounds calls it R times.
+
+    Every call compiles to the same definition (`pipelines.compact` keeps one), so a compiled
+    pipeline grows by one small task per round, and the KFP UI shows each round as a node
+    that opens onto its five steps. Built per compile: the GPU node settings are read from the
+    environment then (`pipelines.kube`).
+    """
+
+    @dsl.pipeline(
+        name="mmm-round",
+        description="One round: extract, cluster, match, train, evaluate (the stage follows "
+        "from round_index and the config).",
+    )
+    def round_pipeline(
+        round_index: int,
+        config: Input[dsl.Artifact],
+        manifest: Input[dsl.Artifact],
+        checkpoint: Input[dsl.Artifact],
+        history: Input[dsl.Artifact],
+        active: bool = True,
+    ) -> RoundOutputs:
+        new_checkpoint, new_history = add_round(
+            round_index, config, manifest, checkpoint, history, active
+        )
+        return RoundOutputs(checkpoint=new_checkpoint, history=new_history)
+
+    return round_pipeline
+
+
+def chain_rounds(
+    round_pipeline: Callable[..., Any],
+    rounds: int,
+    label: Callable[[int], str],
+    config: Any,
+    manifest: Any,
+    checkpoint: Any,
+    history: Any,
+    active: Any = True,
+) -> tuple[Any, Any]:
+    """`rounds` calls of `round_pipeline` (`build_round_pipeline`, built before the calling
+    pipeline: kfp builds no pipeline inside another's body), each on the previous one's
+    checkpoint and history; returns the last (checkpoint, history). `label(r)` is round r's
+    display name."""
+    for r in range(rounds):
+        task = round_pipeline(
+            round_index=r,
+            config=config,
+            manifest=manifest,
+            checkpoint=checkpoint,
+            history=history,
+            active=active,
+        )
+        task.set_display_name(label(r))
+        checkpoint, history = task.outputs["checkpoint"], task.outputs["history"]
+    return checkpoint, history
 
 
 def build_training_pipeline(
     stage1_rounds: int, stage2_rounds: int, name: str = "mmm-training"
 ) -> Callable[..., object]:
-    """The training pipeline with its rounds unrolled."""
+    """The training pipeline: start, the round pipeline once per round, register."""
     if stage1_rounds < 0 or stage2_rounds < 0 or stage1_rounds + stage2_rounds < 1:
         raise ValueError(f"need at least one round, got {stage1_rounds} + {stage2_rounds}")
+    round_pipeline = build_round_pipeline()
 
     @dsl.pipeline(
         name=name,
@@ -263,11 +333,15 @@ def build_training_pipeline(
         apply_resources(start, "start", "start")
         config = start.outputs["config"]
         manifest = start.outputs["manifest"]
-        checkpoint = start.outputs["checkpoint"]
-        history = start.outputs["history"]
-        for r in range(stage1_rounds + stage2_rounds):
-            label = f"round {r} (stage {1 if r < stage1_rounds else 2})"
-            checkpoint, history = add_round(r, label, config, manifest, checkpoint, history)
+        checkpoint, history = chain_rounds(
+            round_pipeline,
+            stage1_rounds + stage2_rounds,
+            lambda r: f"round {r} (stage {1 if r < stage1_rounds else 2})",
+            config,
+            manifest,
+            start.outputs["checkpoint"],
+            start.outputs["history"],
+        )
         register = register_op(config=config, checkpoint=checkpoint, history=history)
         apply_resources(register, "register", "register model")
         return history

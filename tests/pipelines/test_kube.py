@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kfp import compiler
 
 from pipelines import kube
+from pipelines.compact import compile_pipeline
 from pipelines.training import build_training_pipeline
 
 GPU = ("extract", "train", "evaluate")
@@ -27,17 +27,23 @@ TRACKING_ENV = ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"]
 
 
 def compile_tiny(tmp_path: Path) -> tuple[dict, dict[str, dict]]:
-    """The pipeline spec of a 1 + 1 round pipeline and {step: [platform executor, ...]}."""
-    path = tmp_path / "tiny.yaml"
-    compiler.Compiler().compile(build_training_pipeline(1, 1, "tiny"), str(path))
+    """The pipeline spec of a 1 + 1 round pipeline and {step: [platform executor, ...]}, one
+    entry per step task (the rounds' tasks are inside the round component)."""
+    path = compile_pipeline(build_training_pipeline(1, 1, "tiny"), tmp_path / "tiny.yaml")
     spec, platform = yaml.safe_load_all(path.read_text())
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     by_step: dict[str, list[dict]] = {}
-    for task in spec["root"]["dag"]["tasks"].values():
-        component = task["componentRef"]["name"]  # comp-<step>-op[-N]
-        step = component.removeprefix("comp-").split("-op")[0]
-        label = spec["components"][component]["executorLabel"]
-        by_step.setdefault(step, []).append(executors[label])
+
+    def visit(dag: dict) -> None:
+        for task in dag["tasks"].values():
+            component = spec["components"][task["componentRef"]["name"]]
+            if "dag" in component:
+                visit(component["dag"])
+                continue
+            step = task["componentRef"]["name"].removeprefix("comp-").split("-op")[0]
+            by_step.setdefault(step, []).append(executors[component["executorLabel"]])
+
+    visit(spec["root"]["dag"])
     return spec, by_step
 
 
@@ -49,9 +55,9 @@ def clean_env(monkeypatch):
 
 
 def test_every_task_gets_the_configmap_and_secret_env(tmp_path, clean_env) -> None:
-    spec, by_step = compile_tiny(tmp_path)
+    _, by_step = compile_tiny(tmp_path)
     assert sorted(by_step) == sorted(GPU + CPU)
-    assert sum(len(v) for v in by_step.values()) == len(spec["root"]["dag"]["tasks"]) == 12
+    assert sum(len(v) for v in by_step.values()) == 12  # start, 2 x 5 round steps, register
     for step, executors in by_step.items():
         for executor in executors:
             (config_map,) = executor["configMapAsEnv"]

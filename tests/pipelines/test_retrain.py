@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kfp import compiler
 
+from pipelines.compact import compile_pipeline
 from pipelines.retrain import build_retrain_pipeline
 
 ROUND_STEPS = ("extract", "cluster", "match", "train", "evaluate")
@@ -16,10 +16,10 @@ ROUND_STEPS = ("extract", "cluster", "match", "train", "evaluate")
 
 @pytest.fixture(scope="module")
 def two_rounds(tmp_path_factory) -> tuple[dict, dict, dict]:
-    """(pipeline spec, {display name: task}, {display name: DAG task key}), 2 rounds."""
+    """(pipeline spec, {display name: task}, {display name: DAG task key}) of the root DAG,
+    2 rounds; each round task runs the round component (comp-mmm-round)."""
     path = tmp_path_factory.mktemp("retrain") / "retrain-2.yaml"
-    compiler.Compiler().compile(build_retrain_pipeline(2), str(path))
-    spec = next(yaml.safe_load_all(path.read_text()))
+    spec = next(yaml.safe_load_all(compile_pipeline(build_retrain_pipeline(2), path).read_text()))
     dag = spec["root"]["dag"]["tasks"]
     tasks = {t["taskInfo"]["name"]: t for t in dag.values()}
     keys = {t["taskInfo"]["name"]: key for key, t in dag.items()}
@@ -32,36 +32,59 @@ def _producer(task: dict, name: str) -> tuple[str, str]:
 
 
 def test_ingest_rounds_promote(two_rounds) -> None:
-    _, tasks, _ = two_rounds
-    expected = {"ingest new images", "evaluate and promote"}
-    expected |= {f"retrain round {r}: {step}" for r in range(2) for step in ROUND_STEPS}
-    assert set(tasks) == expected
+    spec, tasks, _ = two_rounds
+    assert set(tasks) == {"ingest new images", "evaluate and promote"} | {
+        f"retrain round {r}" for r in range(2)
+    }
+    for r in range(2):
+        assert tasks[f"retrain round {r}"]["componentRef"]["name"] == "comp-mmm-round"
+    inner = spec["components"]["comp-mmm-round"]["dag"]["tasks"]
+    assert sorted(t["taskInfo"]["name"] for t in inner.values()) == sorted(ROUND_STEPS)
 
 
 def test_every_round_step_gets_the_ingest_decision(two_rounds) -> None:
-    _, tasks, keys = two_rounds
+    spec, tasks, keys = two_rounds
     for r in range(2):
-        for step in ROUND_STEPS:
-            active = tasks[f"retrain round {r}: {step}"]["inputs"]["parameters"]["active"]
-            assert active["taskOutputParameter"] == {
-                "outputParameterKey": "train",
-                "producerTask": keys["ingest new images"],
-            }
+        active = tasks[f"retrain round {r}"]["inputs"]["parameters"]["active"]
+        assert active["taskOutputParameter"] == {
+            "outputParameterKey": "train",
+            "producerTask": keys["ingest new images"],
+        }
+    for task in spec["components"]["comp-mmm-round"]["dag"]["tasks"].values():
+        active = task["inputs"]["parameters"]["active"]
+        assert active == {"componentInputParameter": "active"}, task["taskInfo"]["name"]
 
 
 def test_checkpoints_chain_from_the_warm_start_to_promote(two_rounds) -> None:
-    _, tasks, keys = two_rounds
+    spec, tasks, keys = two_rounds
     ingest = keys["ingest new images"]
+    first, second = tasks["retrain round 0"], tasks["retrain round 1"]
+    assert _producer(first, "checkpoint") == (ingest, "checkpoint")
+    assert _producer(second, "checkpoint") == (keys["retrain round 0"], "checkpoint")
+    assert _producer(second, "history") == (keys["retrain round 0"], "history")
+    # inside a round: extract and train read the round's checkpoint; the round returns
+    # train's new checkpoint and evaluate's new history
+    round_dag = spec["components"]["comp-mmm-round"]["dag"]
+    inner = {t["taskInfo"]["name"]: t for t in round_dag["tasks"].values()}
+    inner_keys = {t["taskInfo"]["name"]: key for key, t in round_dag["tasks"].items()}
     for step in ("extract", "train"):
-        assert _producer(tasks[f"retrain round 0: {step}"], "checkpoint") == (ingest, "checkpoint")
-        assert _producer(tasks[f"retrain round 1: {step}"], "checkpoint") == (
-            keys["retrain round 0: train"],
-            "new_checkpoint",
-        )
+        checkpoint = inner[step]["inputs"]["artifacts"]["checkpoint"]
+        assert checkpoint == {"componentInputArtifact": "checkpoint"}
+    returned = round_dag["outputs"]["artifacts"]
+    selector = returned["checkpoint"]["artifactSelectors"][0]
+    assert (selector["producerSubtask"], selector["outputArtifactKey"]) == (
+        inner_keys["train"],
+        "new_checkpoint",
+    )
+    selector = returned["history"]["artifactSelectors"][0]
+    assert (selector["producerSubtask"], selector["outputArtifactKey"]) == (
+        inner_keys["evaluate"],
+        "new_history",
+    )
     promote = tasks["evaluate and promote"]
     assert _producer(promote, "initial_checkpoint") == (ingest, "checkpoint")
-    assert _producer(promote, "checkpoint") == (keys["retrain round 1: train"], "new_checkpoint")
-    assert _producer(promote, "history") == (keys["retrain round 1: evaluate"], "new_history")
+    assert _producer(promote, "checkpoint") == (keys["retrain round 1"], "checkpoint")
+    assert _producer(promote, "history") == (keys["retrain round 1"], "history")
     assert _producer(promote, "decision") == (ingest, "decision")
     assert _producer(promote, "snapshot") == (ingest, "snapshot")
 
@@ -91,8 +114,11 @@ def test_resources_caching_and_retries(two_rounds) -> None:
     assert _resources(spec, promote)["accelerator"]["resourceType"] == "nvidia.com/gpu"
     for task in (ingest, promote):
         assert task.get("cachingOptions", {}).get("enableCache", False) is False
-    for name, task in tasks.items():
-        assert task["retryPolicy"]["maxRetryCount"] == 2, name
+    inner = spec["components"]["comp-mmm-round"]["dag"]["tasks"].values()
+    steps = [t for n, t in tasks.items() if not n.startswith("retrain round")] + list(inner)
+    assert len(steps) == 2 + len(ROUND_STEPS)
+    for task in steps:  # (a round task itself is a DAG: its steps retry)
+        assert task["retryPolicy"]["maxRetryCount"] == 2, task["taskInfo"]["name"]
 
 
 def test_at_least_one_round() -> None:
