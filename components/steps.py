@@ -52,8 +52,15 @@ def start_op(
     checkpoint: Output[Artifact],
     history: Output[Artifact],
     metrics: Output[Metrics],
+    kfp_run_id: str = "",
+    kfp_run_name: str = "",
+    kfp_pipeline: str = "",
 ):
-    """Resolve the config, read the dataset into a manifest, initialise the network."""
+    """Resolve the config, read the dataset into a manifest, initialise the network.
+
+    The MLflow run is tagged with the KFP run (id, name, pipeline); a retried start finds
+    the run its first attempt made and goes on with it.
+    """
     from mmm_core.steps import start
     from mmm_core.steps.common import log_kfp_metrics
 
@@ -65,6 +72,7 @@ def start_op(
         manifest.path,
         checkpoint.path,
         history.path,
+        tags=start.kfp_tags(kfp_run_id, kfp_run_name, kfp_pipeline),
     )
     log_kfp_metrics(metrics, values)
 

@@ -179,6 +179,8 @@ class Tracker(Protocol):
 
     def resume(self, run_id: str) -> str: ...
 
+    def find_run(self, tags: Mapping[str, str]) -> str | None: ...
+
     def log_params(self, params: Mapping[str, Any]) -> None: ...
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None: ...
@@ -238,6 +240,9 @@ class NullTracker:
     def resume(self, run_id: str) -> str:
         self._run_id = run_id or None
         return run_id
+
+    def find_run(self, tags: Mapping[str, str]) -> str | None:
+        return None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         return None
@@ -496,6 +501,24 @@ class MlflowTracker:
         run_id = run_id or self._require_run()
         with self._errors(f"reading run {run_id}") as client:
             return dict(client.get_run(run_id).data.metrics)
+
+    def find_run(self, tags: Mapping[str, str]) -> str | None:
+        """The id of the experiment's earliest run that carries every one of `tags`, or None
+        (how a retried pipeline step finds the run its first attempt made)."""
+        if not tags:
+            raise TrackingError("find_run() needs at least one tag")
+        query = " and ".join(
+            f"tags.`{key}` = '{str(value).replace(chr(39), chr(39) * 2)}'"
+            for key, value in sorted(tags.items())
+        )
+        with self._errors(f"searching experiment {self.experiment!r}") as client:
+            runs = client.search_runs(
+                [self._experiment_id(client)],
+                filter_string=query,
+                order_by=["attributes.start_time ASC"],
+                max_results=1,
+            )
+        return runs[0].info.run_id if runs else None
 
     def get_run_status(self, run_id: str | None = None) -> str:
         """The status of `run_id` (default: this tracker's run): RUNNING, FINISHED, FAILED, ..."""

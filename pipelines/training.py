@@ -329,6 +329,9 @@ def build_training_pipeline(
             mlflow_experiment=mlflow_experiment,
             model_name=model_name,
             overrides=overrides,
+            kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            kfp_pipeline=name,
         )
         apply_resources(start, "start", "start")
         config = start.outputs["config"]

@@ -181,10 +181,19 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
 
 
 def start_run(
-    cfg: Config, name: str, run_dir: Path | None = None, *, resume: bool = False
+    cfg: Config,
+    name: str,
+    run_dir: Path | None = None,
+    *,
+    resume: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> tuple[Config, Any]:
     """The run's tracker: a new tracking run (its id written into the returned config), the
     run of ``tracking.run_id`` resumed, or the no-op tracker when tracking is off.
+
+    `tags` are set on a new run; when a run with all of them exists already (a pipeline
+    step retried after it made its run: the tags hold the KFP run id), that run is resumed
+    instead of making a second one.
 
     `run_dir` is ``mmm train``'s run folder: a tracker without a server keeps its local store
     there, and logging goes through a `BufferedTracker` whose state file,
@@ -214,10 +223,15 @@ def start_run(
         stored = tracker.stored_run_id() if resume else ""
         if stored and not cfg.tracking.run_id:
             cfg = cfg.replace(**{"tracking.run_id": stored})
+    if not cfg.tracking.run_id and tags and tracker.enabled:
+        found = tracker.find_run(tags)
+        if found:
+            log.info("resuming MLflow run %s, made earlier for the same %s", found, tags)
+            cfg = cfg.replace(**{"tracking.run_id": found})
     if cfg.tracking.run_id:
         tracker.resume(cfg.tracking.run_id)
     elif tracker.enabled:
-        run_id = tracker.start(name, params=config_to_dict(cfg))
+        run_id = tracker.start(name, params=config_to_dict(cfg), tags=tags)
         cfg = cfg.replace(**{"tracking.run_id": run_id})
     return cfg, tracker
 

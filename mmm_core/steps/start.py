@@ -17,7 +17,7 @@ from mmm_core.engine.build import build_network, dataset_root, seed_everything
 from mmm_core.engine.checkpoint import TrainingState, save_checkpoint
 from mmm_core.engine.lifecycle import start_run
 
-__all__ = ["PARAMETER_KEYS", "parameter_overrides", "run"]
+__all__ = ["PARAMETER_KEYS", "kfp_tags", "parameter_overrides", "run"]
 
 # Pipeline parameters (shown in the KFP UI) -> config keys. An empty value keeps the config
 # file's value; anything else is reachable through the pipeline's `overrides` list.
@@ -58,6 +58,13 @@ def parameter_overrides(parameters: dict[str, object], rounds: tuple[int, int]) 
     return overrides
 
 
+def kfp_tags(run_id: str, run_name: str, pipeline: str) -> dict[str, str]:
+    """The tracking run's tags naming the KFP run (the placeholders' values); empty values
+    are left out."""
+    tags = {"kfp.run_id": run_id, "kfp.run_name": run_name, "kfp.pipeline": pipeline}
+    return {key: value for key, value in tags.items() if value}
+
+
 def run(
     config_paths: Sequence[str | Path],
     overrides: Sequence[str],
@@ -65,15 +72,19 @@ def run(
     out_manifest: str | Path,
     out_checkpoint: str | Path,
     out_history: str | Path | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """Outputs config.yaml, manifest.tsv, checkpoint.pt and an empty history (metrics.jsonl)."""
+    """Outputs config.yaml, manifest.tsv, checkpoint.pt and an empty history (metrics.jsonl).
+
+    `tags` go on the tracking run (`kfp_tags`); a retried start finds the run by them.
+    """
     cfg = load_config(list(config_paths), overrides)
     root = dataset_root(cfg)
     manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
     check_run_images(cfg.data.format, root, cfg.data.trial, manifest.full_paths())
     manifest.write(out_manifest)
     # One tracking run per pipeline run: created here; every later step logs to it by id.
-    cfg, _ = start_run(cfg, f"{cfg.data.format}-seed{cfg.seed}")
+    cfg, _ = start_run(cfg, f"{cfg.data.format}-seed{cfg.seed}", tags=tags)
     dump_config(cfg, out_config)
     seed_everything(cfg.seed)
     model = build_network(cfg, torch.device("cpu"))

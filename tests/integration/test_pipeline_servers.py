@@ -94,6 +94,9 @@ def test_one_mlflow_run_with_params_metrics_and_artifacts(
 ) -> None:
     cfg, rows = pipeline_on_servers.cfg, pipeline_on_servers.rows
     assert the_run.info.status == "FINISHED"
+    tags = the_run.data.tags  # the KFP run it belongs to (kfp.local's job id and name)
+    assert tags["kfp.pipeline"] == "mmm-training" and tags["kfp.run_id"]
+    assert tags["kfp.run_name"].startswith("mmm-training-")
     params = the_run.data.params
     assert params["data.root"] == pipeline_on_servers.data_uri
     assert params["tracking.uri"] == mlflow_server.uri

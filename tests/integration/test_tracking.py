@@ -164,6 +164,37 @@ def test_later_step_resumes_the_run_by_id(mlflow_server, reader, experiment):
         make_tracker(True, mlflow_server.uri, experiment).resume("0" * 32)
 
 
+def test_a_retried_start_goes_on_with_the_run_its_first_attempt_made(
+    mlflow_server, reader, experiment
+):
+    """start_run with the KFP run's tags: the second call (a retried start step) finds the run
+    the first one made; another KFP run gets its own."""
+    from mmm_core.config import load_config
+    from mmm_core.engine.lifecycle import start_run
+    from mmm_core.steps.start import kfp_tags
+
+    cfg = load_config(
+        None,
+        [
+            "tracking.enabled=true",
+            f"tracking.uri={mlflow_server.uri}",
+            f"tracking.experiment={experiment}",
+        ],
+    )
+    tags = kfp_tags("run-1", "mmm-training-3x3-20261206", "mmm-training-3x3")
+    first, _ = start_run(cfg, "sysu-seed1", tags=tags)
+    again, tracker = start_run(cfg, "sysu-seed1", tags=tags)
+    assert again.tracking.run_id == first.tracking.run_id
+    assert tracker.run_id == first.tracking.run_id
+    other, _ = start_run(cfg, "sysu-seed1", tags=kfp_tags("run-2", "", "mmm-training-3x3"))
+    assert other.tracking.run_id != first.tracking.run_id
+    run = reader.get_run(first.tracking.run_id)
+    assert {k: v for k, v in run.data.tags.items() if k.startswith("kfp.")} == tags
+    assert kfp_tags("", "", "p") == {"kfp.pipeline": "p"}
+    found = make_tracker(True, mlflow_server.uri, experiment).find_run({"kfp.run_id": "none"})
+    assert found is None
+
+
 def test_server_down_is_a_clear_error(unused_port):
     uri = f"http://127.0.0.1:{unused_port}"
     tracker = make_tracker(True, uri, "anything")
