@@ -78,6 +78,31 @@ def start_op(
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def finish_op(
+    config_file: str,
+    stage1_rounds: int,
+    stage2_rounds: int,
+    tracking_enabled: str,
+    mlflow_experiment: str,
+    overrides: list,
+    kfp_run_id: str,
+    status: dsl.PipelineTaskFinalStatus,
+) -> str:
+    """Exit handler: a run that failed or was cancelled marks its MLflow run FAILED / KILLED."""
+    from mmm_core.steps import finish, start
+
+    parameters = {"tracking_enabled": tracking_enabled, "mlflow_experiment": mlflow_experiment}
+    done = finish.run(
+        [config_file],
+        start.parameter_overrides(parameters, (stage1_rounds, stage2_rounds)) + list(overrides),
+        kfp_run_id,
+        status.state,
+    )
+    print(done["finish"])
+    return done["finish"]
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def extract_op(
     config: Input[Artifact],
     manifest: Input[Artifact],

@@ -144,7 +144,9 @@ def run_local(cfg, out: Path, echo=None) -> list[dict]:
     config_path = (out / "config.yaml").resolve()
     dump_config(cfg, config_path)
     pipeline_root = (out / "pipeline_root").resolve()
-    pipeline = build_training_pipeline(cfg.train.stage1_rounds, cfg.train.stage2_rounds)
+    pipeline = build_training_pipeline(
+        cfg.train.stage1_rounds, cfg.train.stage2_rounds, exit_handler=False
+    )
     log_path = out / "pipeline.log"
     with _output_to(log_path) as terminal:
 

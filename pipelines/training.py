@@ -28,6 +28,7 @@ from components import (
     cluster_op,
     evaluate_op,
     extract_op,
+    finish_op,
     match_op,
     register_op,
     start_op,
@@ -54,10 +55,12 @@ RESOURCES = {
     "train": {"cpu": "8", "memory": "32G"},
     "evaluate": {"cpu": "4", "memory": "16G"},
     "register": {"cpu": "1", "memory": "2G"},
+    "finish": {"cpu": "1", "memory": "2G"},
 }
 CACHED = {"start": False, "extract": True, "cluster": True, "match": True, "train": False}
 CACHED["evaluate"] = True
 CACHED["register"] = False  # it writes to the model registry
+CACHED["finish"] = False  # it reads the run's outcome
 
 
 class _CallerNames:
@@ -237,21 +240,20 @@ def chain_rounds(
 
 
 def build_training_pipeline(
-    stage1_rounds: int, stage2_rounds: int, name: str = "mmm-training"
+    stage1_rounds: int, stage2_rounds: int, name: str = "mmm-training", exit_handler: bool = True
 ) -> Callable[..., object]:
-    """The training pipeline: start, the round pipeline once per round, register."""
+    """The training pipeline: start, the round pipeline once per round, register.
+
+    With `exit_handler` (compiled pipelines), every task runs inside a ``dsl.ExitHandler``
+    whose exit task (`finish_op`) marks the MLflow run FAILED or KILLED when the run does not
+    succeed; such a pipeline has no output (KFP returns none from inside an ExitHandler).
+    kfp's local runner does not run exit handlers: `pipelines.local` builds the pipeline
+    without one, returning the run's history.
+    """
     if stage1_rounds < 0 or stage2_rounds < 0 or stage1_rounds + stage2_rounds < 1:
         raise ValueError(f"need at least one round, got {stage1_rounds} + {stage2_rounds}")
     round_pipeline = build_round_pipeline()
 
-    @dsl.pipeline(
-        name=name,
-        description=(
-            f"Multi-Memory Matching for unsupervised visible-infrared re-ID: {stage1_rounds} "
-            f"CMC rounds then {stage2_rounds} MMLM + SCA rounds (extract, cluster, match, "
-            "train, evaluate per round)."
-        ),
-    )
     def training(
         config_file: str = "configs/sysu.yaml",
         data_root: str = "",
@@ -304,49 +306,72 @@ def build_training_pipeline(
             model_name: registered model name in the MLflow model registry; empty = config's.
             overrides: further key.path=value config overrides, e.g. ["memory.momentum=0.2"].
         """
-        start = start_op(
-            config_file=config_file,
-            stage1_rounds=stage1_rounds,
-            stage2_rounds=stage2_rounds,
-            data_root=data_root,
-            data_trial=data_trial,
-            seed=seed,
-            device=device,
-            iters_per_round=iters_per_round,
-            lr=lr,
-            cluster_eps=cluster_eps,
-            cluster_k1=cluster_k1,
-            cluster_k2=cluster_k2,
-            joint_eps=joint_eps,
-            num_memories=num_memories,
-            match_cost=match_cost,
-            match_assignment=match_assignment,
-            lambda_cmc=lambda_cmc,
-            lambda_cross=lambda_cross,
-            lambda_sca=lambda_sca,
-            eval_every=eval_every,
-            tracking_enabled=tracking_enabled,
-            mlflow_experiment=mlflow_experiment,
-            model_name=model_name,
-            overrides=overrides,
-            kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            kfp_pipeline=name,
-        )
-        apply_resources(start, "start", "start")
-        config = start.outputs["config"]
-        manifest = start.outputs["manifest"]
-        checkpoint, history = chain_rounds(
-            round_pipeline,
-            stage1_rounds + stage2_rounds,
-            lambda r: f"round {r} (stage {1 if r < stage1_rounds else 2})",
-            config,
-            manifest,
-            start.outputs["checkpoint"],
-            start.outputs["history"],
-        )
-        register = register_op(config=config, checkpoint=checkpoint, history=history)
-        apply_resources(register, "register", "register model")
-        return history
+        handler: Any = contextlib.nullcontext()
+        if exit_handler:
+            finish = finish_op(
+                config_file=config_file,
+                stage1_rounds=stage1_rounds,
+                stage2_rounds=stage2_rounds,
+                tracking_enabled=tracking_enabled,
+                mlflow_experiment=mlflow_experiment,
+                overrides=overrides,
+                kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            )
+            apply_resources(finish, "finish", "mark the MLflow run if the run failed")
+            handler = dsl.ExitHandler(finish, name="training")
+        with handler:
+            start = start_op(
+                config_file=config_file,
+                stage1_rounds=stage1_rounds,
+                stage2_rounds=stage2_rounds,
+                data_root=data_root,
+                data_trial=data_trial,
+                seed=seed,
+                device=device,
+                iters_per_round=iters_per_round,
+                lr=lr,
+                cluster_eps=cluster_eps,
+                cluster_k1=cluster_k1,
+                cluster_k2=cluster_k2,
+                joint_eps=joint_eps,
+                num_memories=num_memories,
+                match_cost=match_cost,
+                match_assignment=match_assignment,
+                lambda_cmc=lambda_cmc,
+                lambda_cross=lambda_cross,
+                lambda_sca=lambda_sca,
+                eval_every=eval_every,
+                tracking_enabled=tracking_enabled,
+                mlflow_experiment=mlflow_experiment,
+                model_name=model_name,
+                overrides=overrides,
+                kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                kfp_pipeline=name,
+            )
+            apply_resources(start, "start", "start")
+            config = start.outputs["config"]
+            manifest = start.outputs["manifest"]
+            checkpoint, history = chain_rounds(
+                round_pipeline,
+                stage1_rounds + stage2_rounds,
+                lambda r: f"round {r} (stage {1 if r < stage1_rounds else 2})",
+                config,
+                manifest,
+                start.outputs["checkpoint"],
+                start.outputs["history"],
+            )
+            register = register_op(config=config, checkpoint=checkpoint, history=history)
+            apply_resources(register, "register", "register model")
+        return None if exit_handler else history
 
-    return training
+    if exit_handler:  # (KFP's pipeline outputs come from the signature's return type)
+        del training.__annotations__["return"]
+    return dsl.pipeline(
+        name=name,
+        description=(
+            f"Multi-Memory Matching for unsupervised visible-infrared re-ID: {stage1_rounds} "
+            f"CMC rounds then {stage2_rounds} MMLM + SCA rounds (extract, cluster, match, "
+            "train, evaluate per round)."
+        ),
+    )(training)

@@ -195,6 +195,34 @@ def test_a_retried_start_goes_on_with_the_run_its_first_attempt_made(
     assert found is None
 
 
+def test_the_exit_task_marks_the_run_of_a_failed_pipeline(mlflow_server, reader, experiment):
+    """mmm_core.steps.finish: FAILED / KILLED for a run that failed / was cancelled, found by
+    its kfp.run_id tag; nothing for a run that succeeded or has ended."""
+    from mmm_core.config import load_config
+    from mmm_core.engine.lifecycle import start_run
+    from mmm_core.steps import finish
+    from mmm_core.steps.start import kfp_tags
+
+    settings = [f"tracking.uri={mlflow_server.uri}", f"tracking.experiment={experiment}"]
+    on = ["tracking.enabled=true", *settings]
+    runs = {}
+    for kfp_run in ("ok", "failed", "cancelled"):
+        cfg, _ = start_run(load_config(None, on), "sysu-seed1", tags=kfp_tags(kfp_run, "", "p"))
+        runs[kfp_run] = cfg.tracking.run_id
+    said = finish.run([], on, "ok", "SUCCEEDED")["finish"]
+    assert said == "pipeline succeeded: nothing to mark"
+    assert reader.get_run(runs["ok"]).info.status == "RUNNING"
+    assert "marked FAILED" in finish.run([], on, "failed", "FAILED")["finish"]
+    assert reader.get_run(runs["failed"]).info.status == "FAILED"
+    assert "had ended (FAILED)" in finish.run([], on, "failed", "FAILED")["finish"]
+    assert "marked KILLED" in finish.run([], on, "cancelled", "CANCELLED")["finish"]
+    assert reader.get_run(runs["cancelled"]).info.status == "KILLED"
+    said = finish.run([], on, "never-started", "FAILED")["finish"]
+    assert said == "no MLflow run is tagged kfp.run_id=never-started"
+    off = ["tracking.enabled=false", *settings]
+    assert finish.run([], off, "ok", "FAILED")["finish"] == "tracking off"
+
+
 def test_server_down_is_a_clear_error(unused_port):
     uri = f"http://127.0.0.1:{unused_port}"
     tracker = make_tracker(True, uri, "anything")

@@ -66,24 +66,31 @@ def test_committed_yaml_equals_fresh_compile(monkeypatch, tmp_path: Path) -> Non
         assert list(load_documents(name)) == emitted[name], stale
 
 
+def training_tasks(spec: dict) -> dict[str, dict]:
+    """The DAG tasks of the training itself: inside the exit handler (the root holds only the
+    exit handler's group and its exit task, `finish`)."""
+    return spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+
+
 def steps(spec: dict) -> list[tuple[str, dict]]:
-    """(display name, task) of every step: the root's own tasks, and the five tasks of the one
-    round definition that every round task runs (its names are the bare step names)."""
+    """(step, task) of every step: the exit task, the training's own tasks (start, register),
+    and the five tasks of the one round definition that every round task runs."""
+    names = {"register model": "register", "mark the MLflow run if the run failed": "finish"}
     out = []
-    for task in spec["root"]["dag"]["tasks"].values():
-        component = spec["components"][task["componentRef"]["name"]]
-        if "dag" in component:
-            continue
-        out.append((task["taskInfo"]["name"], task))
-    for task in spec["components"]["comp-mmm-round"]["dag"]["tasks"].values():
-        out.append((task["taskInfo"]["name"], task))
+    dags = [spec["root"]["dag"]["tasks"], training_tasks(spec)]
+    dags.append(spec["components"]["comp-mmm-round"]["dag"]["tasks"])
+    for tasks in dags:
+        for task in tasks.values():
+            if "dag" not in spec["components"][task["componentRef"]["name"]]:
+                name = task["taskInfo"]["name"]
+                out.append((names.get(name, name), task))
     return out
 
 
 @pytest.mark.parametrize("name,rounds", [("training-3x3.yaml", 6), ("training-50x50.yaml", 100)])
 def test_every_round_runs_the_one_round_definition(name: str, rounds: int) -> None:
     spec = load(name)
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = training_tasks(spec)
     names = [t["taskInfo"]["name"] for t in tasks.values()]
     assert names.count("start") == 1 and names.count("register model") == 1
     assert len(tasks) == 2 + rounds
@@ -103,8 +110,27 @@ def test_every_round_runs_the_one_round_definition(name: str, rounds: int) -> No
     inner = spec["components"]["comp-mmm-round"]["dag"]["tasks"]
     assert sorted(t["taskInfo"]["name"] for t in inner.values()) == sorted(STEPS)
     # one component and one executor per step, however many rounds
-    assert len(spec["components"]) == len(STEPS) + 3  # + start, register, the round
-    assert len(spec["deploymentSpec"]["executors"]) == len(STEPS) + 2
+    # + start, register, finish, the round, the exit handler's group
+    assert len(spec["components"]) == len(STEPS) + 5
+    assert len(spec["deploymentSpec"]["executors"]) == len(STEPS) + 3
+
+
+def test_a_failed_run_reaches_the_exit_task() -> None:
+    """finish runs after the training group whatever its outcome, with its final status and
+    the KFP run id that start tagged the MLflow run with."""
+    spec = load("training-3x3.yaml")
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"exit-handler-1", "finish-op"}
+    finish = root["finish-op"]
+    assert finish["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
+    assert finish["dependentTasks"] == ["exit-handler-1"]
+    parameters = finish["inputs"]["parameters"]
+    assert parameters["status"] == {"taskFinalStatus": {"producerTask": "exit-handler-1"}}
+    assert parameters["kfp_run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    (start,) = [t for t in training_tasks(spec).values() if t["taskInfo"]["name"] == "start"]
+    assert start["inputs"]["parameters"]["kfp_run_id"] == parameters["kfp_run_id"]
+    for name in ("config_file", "tracking_enabled", "mlflow_experiment", "overrides"):
+        assert parameters[name] == {"componentInputParameter": name}
 
 
 def test_the_50x50_pipeline_is_compact() -> None:
@@ -122,9 +148,9 @@ def _executor_of(spec: dict, task: dict) -> dict:
 def test_gpu_steps_ask_for_an_accelerator_and_cpu_steps_do_not() -> None:
     spec = load("training-3x3.yaml")
     found = set()
-    for name, task in steps(spec):
+    for step, task in steps(spec):
+        name = step
         resources = _executor_of(spec, task)["container"]["resources"]
-        step = {"register model": "register"}.get(name, name)
         found.add(step)
         if step in ("extract", "train", "evaluate"):
             assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu", name
@@ -133,7 +159,7 @@ def test_gpu_steps_ask_for_an_accelerator_and_cpu_steps_do_not() -> None:
             assert "accelerator" not in resources, name
         assert resources["resourceCpuRequest"] and resources["resourceMemoryRequest"], name
         assert task["retryPolicy"]["maxRetryCount"] == 2, name
-    assert found == {"start", *STEPS, "register"}
+    assert found == {"start", *STEPS, "register", "finish"}
 
 
 def test_caching_choices() -> None:
@@ -230,7 +256,31 @@ def test_the_argo_workflow_estimate_fits_etcd(inline: bool) -> None:
     assert found["bytes"] < (0.25 if not inline else 0.75) * 2**20
     # DAG tasks: a driver + executor per step of the root (start, register), a driver + DAG
     # task per round, and the one round template's 5 steps; pods per run: every round's
-    assert found["dag_tasks"] == 2 * 2 + 2 * 100 + 2 * len(STEPS)
-    assert found["pods"] == 2 * 2 + 100 * (1 + 2 * len(STEPS))
+    # (+ the exit handler's group: a driver and a DAG task; its exit task finish: two more)
+    assert found["dag_tasks"] == 2 + 2 + 2 * 2 + 2 * 100 + 2 * len(STEPS)
+    assert found["pods"] == 1 + 2 + 2 * 2 + 100 * (1 + 2 * len(STEPS))
     small = estimate(*load_documents("training-3x3.yaml"), inline=inline)
-    assert small["bytes"] < found["bytes"] and small["pods"] == 2 * 2 + 6 * 11
+    assert small["bytes"] < found["bytes"] and small["pods"] == 1 + 2 + 2 * 2 + 6 * 11
+
+
+def test_the_exit_component_reads_the_final_state() -> None:
+    """finish_op's body (kfp's local runner does not run exit handlers): the final state and
+    the pipeline's parameters reach mmm_core.steps.finish."""
+    import types
+
+    from components import finish_op
+
+    def call(state: str, tracking: str) -> str:
+        return finish_op.python_func(
+            config_file=str(ROOT / "configs" / "synthetic-tiny.yaml"),
+            stage1_rounds=1,
+            stage2_rounds=1,
+            tracking_enabled=tracking,
+            mlflow_experiment="",
+            overrides=[],
+            kfp_run_id="run-1",
+            status=types.SimpleNamespace(state=state),
+        )
+
+    assert call("SUCCEEDED", "true") == "pipeline succeeded: nothing to mark"
+    assert call("FAILED", "false") == "tracking off"

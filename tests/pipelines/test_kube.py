@@ -12,7 +12,7 @@ from pipelines.compact import compile_pipeline
 from pipelines.training import build_training_pipeline
 
 GPU = ("extract", "train", "evaluate")
-CPU = ("start", "cluster", "match", "register")
+CPU = ("start", "cluster", "match", "register", "finish")
 DEFAULT_SELECTOR = {"nvidia.com/gpu.present": "true"}
 DEFAULT_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 CONFIG_MAP_ENV = [
@@ -57,7 +57,7 @@ def clean_env(monkeypatch):
 def test_every_task_gets_the_configmap_and_secret_env(tmp_path, clean_env) -> None:
     _, by_step = compile_tiny(tmp_path)
     assert sorted(by_step) == sorted(GPU + CPU)
-    assert sum(len(v) for v in by_step.values()) == 12  # start, 2 x 5 round steps, register
+    assert sum(len(v) for v in by_step.values()) == 13  # start, 2 x 5 steps, register, finish
     for step, executors in by_step.items():
         for executor in executors:
             (config_map,) = executor["configMapAsEnv"]
