@@ -395,6 +395,51 @@ def markdown_tables(summary: dict, plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def calibration_table(
+    fmt: str, by_seed: dict[int, dict[str, list[dict[str, Any]]]], chance: float
+) -> str:
+    """Per seed: the calibration measures re-read from the ladder's own runs (primary-setting
+    mAP %): baseline, supervised, ratio = (baseline - chance) / (supervised - chance), the
+    supervised run's last-quarter gain, and MMM - baseline (paired). Rows missing a variant
+    show "-"."""
+    key = f"{SETTINGS[fmt][0][0]}/mAP"
+    title = SETTINGS[fmt][0][1]
+
+    def final(rows: list[dict[str, Any]] | None) -> float:
+        value = rows[-1].get(key) if rows else None
+        return float("nan") if value is None else 100 * float(value)
+
+    def cell(value: float, sign: bool = False, digits: int = 1) -> str:
+        return "-" if value != value else f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+    lines = [
+        f"**{title}: the calibration re-measured by the ladder** (mAP %, last round; chance "
+        f"{100 * chance:.1f} = random features on the same protocol)\n",
+        "| seed | baseline | supervised | ratio | supervised gain, last quarter | MMM - baseline |",
+        "|---|---|---|---|---|---|",
+    ]
+    columns: list[list[float]] = [[], [], [], [], []]
+    for seed in sorted(by_seed):
+        runs = by_seed[seed]
+        baseline, supervised = final(runs.get("baseline")), final(runs.get("supervised"))
+        ratio = (baseline - 100 * chance) / (supervised - 100 * chance)
+        gain = 100 * last_quarter_gain(fmt, runs["supervised"]) if "supervised" in runs else np.nan
+        mmm = final(runs.get("mmm")) - baseline
+        values = [baseline, supervised, ratio, gain, mmm]
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+        lines.append(
+            f"| {seed} | {cell(baseline)} | {cell(supervised)} | {cell(ratio, digits=2)} | "
+            f"{cell(gain, True)} | {cell(mmm, True)} |"
+        )
+    means = [mean_std(column) for column in columns]
+    lines.append(
+        f"| mean ± std | {_pm(means[0], 1)} | {_pm(means[1], 1)} | {_pm(means[2], 1, 2)} | "
+        f"{_pm(means[3], 1)} | {_pm(means[4], 1)} |"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def plot_curves(results: dict, out: Path) -> list[Path]:
     """Per layout: primary mAP, ARI (IR) and correspondence accuracy per round, by variant."""
     import matplotlib
@@ -562,6 +607,14 @@ def run(plan: Plan, out: Path, jobs: int = 1, report: bool = False) -> dict[str,
     summary = summarise(results)
     tables = markdown_tables(summary, plan)
     tables += "\n" + "\n".join(diagnostics_table(f, by_seed) for f, by_seed in results.items())
+    from mmm_core.engine.phases import chance_summary
+
+    for fmt, by_seed in results.items():
+        ids = plan.ids.get(fmt, load_config([plan.base_config(fmt)]).data.synthetic.ids)
+        root = out / "data" / f"bench-{fmt}-{ids}ids"
+        cfg = variant_config(fmt, "baseline", plan.seeds[0], plan, root, extra)
+        chance = chance_summary(cfg, dataset_root(cfg))["mAP"]
+        tables += "\n" + calibration_table(fmt, by_seed, chance)
     plots = plot_curves(results, out)
     compute = compute_seconds(results, plan)
     tables += (

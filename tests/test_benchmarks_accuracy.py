@@ -217,3 +217,31 @@ def test_report_trains_nothing_and_names_the_missing_run(tmp_path: Path, capsys)
         assert accuracy.main(["--set", setting, "--out", str(tmp_path / "fresh")]) == 2
         assert words in capsys.readouterr().err
     assert not (tmp_path / "fresh").exists()
+
+
+def test_calibration_table_per_seed() -> None:
+    """The calibration re-read from the ladder: ratio against the measured chance, the
+    supervised run's last-quarter gain, and MMM - baseline, per seed and as mean ± std."""
+    key = "regdb/visible->thermal/mAP"
+
+    def rows(*maps: float) -> list[dict]:
+        return [{"round": r, key: m} for r, m in enumerate(maps)]
+
+    by_seed = {
+        1: {
+            "baseline": rows(0.1, 0.2, 0.3, 0.4),
+            "supervised": rows(0.2, 0.4, 0.6, 0.7),
+            "mmm": rows(0.1, 0.2, 0.3, 0.45),
+        },
+        2: {"baseline": rows(0.1, 0.2, 0.3, 0.3), "supervised": rows(0.2, 0.4, 0.5, 0.5)},
+    }
+    table = accuracy.calibration_table("regdb", by_seed, chance=0.1)
+    lines = table.splitlines()
+    assert "chance 10.0" in lines[0]
+    # seed 1: (40 - 10) / (70 - 10) = 0.50; last quarter: round 3 - round 2 = +10.0
+    assert lines[4] == "| 1 | 40.0 | 70.0 | 0.50 | +10.0 | +5.0 |"
+    assert lines[5] == "| 2 | 30.0 | 50.0 | 0.50 | +0.0 | - |"
+    assert (
+        lines[6]
+        == "| mean ± std | 35.0 ± 7.1 | 60.0 ± 14.1 | 0.50 ± 0.00 | 5.0 ± 7.1 | 5.0 ± 0.0 |"
+    )
