@@ -2,15 +2,18 @@
 
 The final checkpoint is logged as an artifact of the pipeline's MLflow run and registered
 under ``tracking.model_name`` with the alias `alias` (``candidate`` for training runs; the
-retraining pipeline promotes ``champion`` separately). A no-op when tracking is off.
+retraining pipeline promotes ``champion`` separately). The per-round curves of the history
+(``rounds.png``, as ``mmm train`` draws them) are logged beside it; each round's evaluation
+file was logged by its evaluate step. A no-op when tracking is off.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from mmm_core.engine.build import tracker_for
-from mmm_core.engine.lifecycle import finish_run
+from mmm_core.engine.lifecycle import finish_run, parse_rows
 from mmm_core.steps.common import read_config
 
 __all__ = ["run"]
@@ -25,14 +28,21 @@ def run(
     cfg = read_config(config_path)
     if not cfg.tracking.enabled:
         return {"registered": "no (tracking off)"}
+    from mmm_core.evaluation.visualize import save_round_curves
+
     tracker = tracker_for(cfg)
     tracker.resume(cfg.tracking.run_id)
-    version = finish_run(
-        tracker,
-        cfg,
-        config=config_path,
-        history=history_path,
-        checkpoint=checkpoint_path,
-        alias=alias,
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        curves = save_round_curves(
+            {"pipeline": parse_rows(Path(history_path))}, Path(folder) / "rounds.png"
+        )
+        version = finish_run(
+            tracker,
+            cfg,
+            config=config_path,
+            history=history_path,
+            checkpoint=checkpoint_path,
+            alias=alias,
+            extra=(curves,),
+        )
     return {"registered": cfg.tracking.model_name, "version": str(version), "alias": alias}

@@ -108,7 +108,7 @@ def test_one_mlflow_run_with_params_metrics_and_artifacts(
         assert [m.step for m in history] == [0, 1], key
         assert [m.value for m in history] == pytest.approx([float(r[key]) for r in rows]), key
     artifacts = {a.path for a in reader.list_artifacts(run_id)}
-    assert {"model", "history", "evaluation"} <= artifacts
+    assert {"model", "history", "evaluation", "rounds.png"} <= artifacts
 
 
 def test_the_model_is_registered_and_downloadable(
