@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from mmm_core.config import dump_config, load_config
+from mmm_core.config import ConfigError, dump_config, load_config
 from mmm_core.data import train_manifest
 from mmm_core.data.check import check_run_images
 from mmm_core.engine.build import build_network, dataset_root, seed_everything
@@ -80,6 +80,13 @@ def run(
     """
     cfg = load_config(list(config_paths), overrides)
     root = dataset_root(cfg)
+    if not root.is_dir():
+        raise ConfigError(
+            "data.root",
+            f"{cfg.data.root} is not a folder in this step's container: set the pipeline "
+            "parameter data_root to the dataset, s3://bucket/prefix in MinIO or a path on a "
+            "mounted volume (docs/deploy.md, step 6)",
+        )
     manifest = train_manifest(cfg.data.format, root, cfg.data.trial)
     check_run_images(cfg.data.format, root, cfg.data.trial, manifest.full_paths())
     manifest.write(out_manifest)

@@ -86,6 +86,21 @@ def test_steps_honour_their_contracts(tmp_path: Path, micro_config) -> None:
     assert json.loads((tmp_path / "h2.jsonl").read_text()) == json.loads(json.dumps(row))
 
 
+def test_start_without_a_dataset_says_to_set_data_root(tmp_path: Path, micro_config) -> None:
+    """configs/sysu.yaml's data.root (data/SYSU-MM01) is not in a step's container: the start
+    step names the pipeline parameter to set, before anything is written."""
+    from mmm_core.config import ConfigError
+
+    base = tmp_path / "base.yaml"
+    missing = tmp_path / "SYSU-MM01"
+    changes = {"data.root": str(missing), "data.synthetic.enabled": False}
+    dump_config(micro_config.replace(**changes), base)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"'data.root': .*SYSU-MM01 is not a folder .* data_root"):
+        start.run([base], [], out / "c.yaml", out / "m.tsv", out / "k.pt")
+    assert not out.exists()
+
+
 def test_train_step_refuses_a_checkpoint_of_another_round(tmp_path: Path, micro_config) -> None:
     base = tmp_path / "base.yaml"
     dump_config(micro_config, base)
