@@ -65,6 +65,7 @@ def start_op(
     from mmm_core.steps.common import log_kfp_metrics
 
     parameters = {name: value for name, value in locals().items() if name in start.PARAMETER_KEYS}
+    parameters["tracking_enabled"] = start.tracking_parameter(tracking_enabled)
     values = start.run(
         [config_file],
         start.parameter_overrides(parameters, (stage1_rounds, stage2_rounds)) + list(overrides),
@@ -91,7 +92,10 @@ def finish_op(
     """Exit handler: a run that failed or was cancelled marks its MLflow run FAILED / KILLED."""
     from mmm_core.steps import finish, start
 
-    parameters = {"tracking_enabled": tracking_enabled, "mlflow_experiment": mlflow_experiment}
+    parameters = {
+        "tracking_enabled": start.tracking_parameter(tracking_enabled),
+        "mlflow_experiment": mlflow_experiment,
+    }
     done = finish.run(
         [config_file],
         start.parameter_overrides(parameters, (stage1_rounds, stage2_rounds)) + list(overrides),

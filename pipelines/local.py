@@ -167,7 +167,9 @@ def run_local(cfg, out: Path, echo=None) -> list[dict]:
                 pipeline_root=str(pipeline_root),
                 raise_on_error=True,
             )
-            task = pipeline(config_file=str(config_path))
+            # (the config's tracking choice, also where MLFLOW_TRACKING_URI is set)
+            enabled = str(cfg.tracking.enabled).lower()
+            task = pipeline(config_file=str(config_path), tracking_enabled=enabled)
         except RuntimeError as exc:
             failure = failed_task(log_path.read_text(errors="replace"))
             if failure is None:

@@ -300,8 +300,9 @@ def build_training_pipeline(
             lambda_cross: weight of the cross-modality loss (stage 2); empty = config's.
             lambda_sca: weight of soft cluster-level alignment (stage 2); empty = config's.
             eval_every: evaluate every N rounds (0 = last round only); empty = config's.
-            tracking_enabled: true to log the run to MLflow (MLFLOW_TRACKING_URI); empty =
-                config's.
+            tracking_enabled: true or false: log the run to MLflow; empty = on when the
+                cluster names an MLflow server (MLFLOW_TRACKING_URI in the ConfigMap
+                mmm-pipeline-env), else the config's.
             mlflow_experiment: MLflow experiment of the run; empty = config's.
             model_name: registered model name in the MLflow model registry; empty = config's.
             overrides: further key.path=value config overrides, e.g. ["memory.momentum=0.2"].

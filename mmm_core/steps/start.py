@@ -5,7 +5,8 @@ Outputs: config.yaml, manifest.tsv, checkpoint.pt (round 0, no optimiser state).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -17,7 +18,7 @@ from mmm_core.engine.build import build_network, dataset_root, seed_everything
 from mmm_core.engine.checkpoint import TrainingState, save_checkpoint
 from mmm_core.engine.lifecycle import start_run
 
-__all__ = ["PARAMETER_KEYS", "kfp_tags", "parameter_overrides", "run"]
+__all__ = ["PARAMETER_KEYS", "kfp_tags", "parameter_overrides", "run", "tracking_parameter"]
 
 # Pipeline parameters (shown in the KFP UI) -> config keys. An empty value keeps the config
 # file's value; anything else is reachable through the pipeline's `overrides` list.
@@ -56,6 +57,16 @@ def parameter_overrides(parameters: dict[str, object], rounds: tuple[int, int]) 
         if str(value) != "":
             overrides.append(f"{key}={value}")
     return overrides
+
+
+def tracking_parameter(value: str, environ: Mapping[str, str] | None = None) -> str:
+    """The pipeline's ``tracking_enabled`` as the steps use it: left empty, tracking is on
+    when the step's environment names an MLflow server (MLFLOW_TRACKING_URI, which the
+    cluster's ConfigMap mmm-pipeline-env sets), else the config decides."""
+    environ = os.environ if environ is None else environ
+    if str(value).strip() == "" and environ.get("MLFLOW_TRACKING_URI"):
+        return "true"
+    return value
 
 
 def kfp_tags(run_id: str, run_name: str, pipeline: str) -> dict[str, str]:

@@ -178,3 +178,17 @@ def test_ddp_train_step_two_processes(tmp_path: Path, micro_config) -> None:
         assert torch.equal(bank, ranks[1]["banks"][name]), name
     centres = torch.as_tensor(initial.centres_visible, dtype=ranks[0]["banks"]["visible"].dtype)
     assert not torch.allclose(ranks[0]["banks"]["visible"], torch.nn.functional.normalize(centres))
+
+
+def test_tracking_is_on_where_the_cluster_names_an_mlflow_server() -> None:
+    """The pipeline's tracking_enabled left empty: on when MLFLOW_TRACKING_URI is set (the
+    ConfigMap), else the config's; a value given is kept."""
+    from mmm_core.steps.start import parameter_overrides, tracking_parameter
+
+    cluster = {"MLFLOW_TRACKING_URI": "http://mmm-mlflow:5000"}
+    assert tracking_parameter("", cluster) == "true"
+    assert tracking_parameter("false", cluster) == "false"
+    assert tracking_parameter("", {}) == ""
+    overrides = parameter_overrides({"tracking_enabled": tracking_parameter("", cluster)}, (1, 1))
+    assert "tracking.enabled=true" in overrides
+    assert not any(o.startswith("tracking.") for o in parameter_overrides({}, (1, 1)))
