@@ -16,8 +16,10 @@ from mmm_core.config import load_config
 
 __all__ = ["run"]
 
-# KFP's final task states -> the MLflow run status they leave
-ENDED = {"FAILED": "FAILED", "CANCELLED": "KILLED", "CANCELED": "KILLED", "CANCELING": "KILLED"}
+# The final state of the training group -> the MLflow run status it leaves. The KFP backend
+# passes the group's MLMD execution state (backend/src/v2/driver/resolve.go): COMPLETE or
+# CACHED after a success, FAILED, or CANCELED; other spellings are accepted as well.
+ENDED = {"FAILED": "FAILED", "CANCELED": "KILLED", "CANCELLED": "KILLED", "CANCELING": "KILLED"}
 
 
 def run(

@@ -209,13 +209,13 @@ def test_the_exit_task_marks_the_run_of_a_failed_pipeline(mlflow_server, reader,
     for kfp_run in ("ok", "failed", "cancelled"):
         cfg, _ = start_run(load_config(None, on), "sysu-seed1", tags=kfp_tags(kfp_run, "", "p"))
         runs[kfp_run] = cfg.tracking.run_id
-    said = finish.run([], on, "ok", "SUCCEEDED")["finish"]
-    assert said == "pipeline succeeded: nothing to mark"
+    said = finish.run([], on, "ok", "COMPLETE")["finish"]  # (the backend's word)
+    assert said == "pipeline complete: nothing to mark"
     assert reader.get_run(runs["ok"]).info.status == "RUNNING"
     assert "marked FAILED" in finish.run([], on, "failed", "FAILED")["finish"]
     assert reader.get_run(runs["failed"]).info.status == "FAILED"
     assert "had ended (FAILED)" in finish.run([], on, "failed", "FAILED")["finish"]
-    assert "marked KILLED" in finish.run([], on, "cancelled", "CANCELLED")["finish"]
+    assert "marked KILLED" in finish.run([], on, "cancelled", "CANCELED")["finish"]
     assert reader.get_run(runs["cancelled"]).info.status == "KILLED"
     said = finish.run([], on, "never-started", "FAILED")["finish"]
     assert said == "no MLflow run is tagged kfp.run_id=never-started"

@@ -282,5 +282,5 @@ def test_the_exit_component_reads_the_final_state() -> None:
             status=types.SimpleNamespace(state=state),
         )
 
-    assert call("SUCCEEDED", "true") == "pipeline succeeded: nothing to mark"
+    assert call("COMPLETE", "true") == "pipeline complete: nothing to mark"
     assert call("FAILED", "false") == "tracking off"
