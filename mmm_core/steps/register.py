@@ -32,9 +32,11 @@ def run(
 
     tracker = tracker_for(cfg)
     tracker.resume(cfg.tracking.run_id)
+    rows = parse_rows(Path(history_path))
     with tempfile.TemporaryDirectory() as folder:
-        curves = save_round_curves(
-            {"pipeline": parse_rows(Path(history_path))}, Path(folder) / "rounds.png"
+        # (a history without rounds, e.g. a promotion's registration, has no curves)
+        curves = (
+            save_round_curves({"pipeline": rows}, Path(folder) / "rounds.png") if rows else None
         )
         version = finish_run(
             tracker,
@@ -43,6 +45,6 @@ def run(
             history=history_path,
             checkpoint=checkpoint_path,
             alias=alias,
-            extra=(curves,),
+            extra=(curves,) if curves else (),
         )
     return {"registered": cfg.tracking.model_name, "version": str(version), "alias": alias}
