@@ -186,8 +186,10 @@ def train_op(
     new_checkpoint: Output[Artifact],
     metrics: Output[Metrics],
     active: bool = True,
+    processes: int = 1,
 ):
-    """One round of training iterations; writes the next checkpoint."""
+    """One round of training iterations; writes the next checkpoint. With ``processes > 1``
+    (the task's GPUs, fixed at compile time) it runs under torchrun, one process per GPU."""
     if not active:
         from mmm_core.steps.ingest import skip_outputs
 
@@ -195,8 +197,14 @@ def train_op(
     from mmm_core.steps import train
     from mmm_core.steps.common import log_kfp_metrics
 
-    values = train.run(
-        config.path, manifest.path, checkpoint.path, targets.path, round_index, new_checkpoint.path
+    values = train.launch(
+        config.path,
+        manifest.path,
+        checkpoint.path,
+        targets.path,
+        round_index,
+        new_checkpoint.path,
+        processes=processes,
     )
     log_kfp_metrics(metrics, values)
 

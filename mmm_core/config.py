@@ -242,8 +242,14 @@ class TrainConfig:
     # the supervised upper bound, the same network, schedule and losses with the true
     # identities as cluster labels and the true correspondence as v2r / r2v.
     supervision: Literal["pseudo", "oracle"] = "pseudo"
+    # Gradient accumulation: each optimiser step draws this many P x K batches (sampler and
+    # augmentation streams of their own, batch-norm statistics per batch), averages their
+    # gradients and updates the memories with all of them: on one device, the same updates
+    # as that many data-parallel processes (torchrun); under torchrun, per process.
+    accumulate: int = 1
 
     def __post_init__(self) -> None:
+        _require(self.accumulate >= 1, "accumulate", "must be >= 1")
         _require(self.stage1_rounds >= 0, "stage1_rounds", "must be >= 0")
         _require(self.stage2_rounds >= 0, "stage2_rounds", "must be >= 0")
         _require(self.stage1_rounds + self.stage2_rounds >= 1, "stage1_rounds", "no rounds")
@@ -413,7 +419,7 @@ _NOT_FINGERPRINTED = ("data.root", "data.workers", "data.cache_mb", "train.devic
 # Settings added after runs were first fingerprinted, with the value that reproduces what
 # those runs did: hashed only when set to something else, so earlier fingerprints (the demo
 # references, finished benchmark runs) stay valid.
-_ADDED_LATER = {"train.schedule_per": "stage"}
+_ADDED_LATER = {"train.schedule_per": "stage", "train.accumulate": 1}
 
 
 def fingerprint(cfg: Config) -> str:

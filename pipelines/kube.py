@@ -21,6 +21,11 @@ is compiled. The defaults fit nodes labelled by NVIDIA GPU feature discovery and
 - ``MMM_GPU_TOLERATIONS``: taints to tolerate, in ``kubectl taint`` syntax
   ``key[=value][:effect][,...]`` (without a value the toleration matches any value, without an
   effect any effect); ``none`` (or empty) for none. Default ``nvidia.com/gpu:NoSchedule``.
+- ``MMM_TRAIN_GPUS``: GPUs of each train task, default 1. With N > 1 the train step runs
+  under ``torchrun --nproc_per_node=N`` (data-parallel on one node).
+
+Shared memory: GPU steps get a memory-backed ``/dev/shm`` (an ``emptyDir`` with medium
+``Memory``, `SHM_SIZE`), which DataLoader workers and NCCL use; a container's default is 64 MiB.
 """
 
 import os
@@ -37,16 +42,20 @@ __all__ = [
     "GPU_NODE_SELECTOR_VARIABLE",
     "GPU_TOLERATIONS_VARIABLE",
     "SECRET_KEYS",
+    "SHM_SIZE",
     "STORAGE_SECRET",
     "TRACKING_SECRET",
     "TRACKING_SECRET_KEYS",
+    "TRAIN_GPUS_VARIABLE",
     "Toleration",
     "gpu_node_selector",
     "gpu_tolerations",
     "parse_node_selector",
     "parse_tolerations",
+    "train_gpus",
     "use_cluster_env",
     "use_gpu_nodes",
+    "use_shared_memory",
 ]
 
 CONFIG_MAP = "mmm-pipeline-env"
@@ -77,6 +86,8 @@ GPU_NODE_SELECTOR_VARIABLE = "MMM_GPU_NODE_SELECTOR"
 GPU_TOLERATIONS_VARIABLE = "MMM_GPU_TOLERATIONS"
 DEFAULT_GPU_NODE_SELECTOR = "nvidia.com/gpu.present=true"
 DEFAULT_GPU_TOLERATIONS = "nvidia.com/gpu:NoSchedule"
+TRAIN_GPUS_VARIABLE = "MMM_TRAIN_GPUS"
+SHM_SIZE = "8Gi"
 _NONE = ("", "none")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
@@ -143,6 +154,23 @@ def gpu_tolerations(environ: Mapping[str, str] | None = None) -> list[Toleration
     """The GPU steps' tolerations: $MMM_GPU_TOLERATIONS if set, else the default."""
     environ = os.environ if environ is None else environ
     return parse_tolerations(environ.get(GPU_TOLERATIONS_VARIABLE, DEFAULT_GPU_TOLERATIONS))
+
+
+def train_gpus(environ: Mapping[str, str] | None = None) -> int:
+    """GPUs of each train task: $MMM_TRAIN_GPUS if set, else 1."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(TRAIN_GPUS_VARIABLE, "").strip() or "1"
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"${TRAIN_GPUS_VARIABLE}: expected a whole number >= 1, got {raw!r}")
+    return int(raw)
+
+
+def use_shared_memory(task: dsl.PipelineTask, size: str = SHM_SIZE) -> dsl.PipelineTask:
+    """Mount a memory-backed emptyDir of `size` on /dev/shm (counts against the pod's memory
+    limit where one is set)."""
+    return kubernetes.empty_dir_mount(
+        task, volume_name="shm", mount_path="/dev/shm", medium="Memory", size_limit=size
+    )
 
 
 def use_cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:

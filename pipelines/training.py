@@ -34,7 +34,7 @@ from components import (
     start_op,
     train_op,
 )
-from pipelines.kube import use_cluster_env, use_gpu_nodes
+from pipelines.kube import train_gpus, use_cluster_env, use_gpu_nodes, use_shared_memory
 
 __all__ = [
     "GPU_STEPS",
@@ -100,19 +100,22 @@ def _cheap_caller_names() -> Iterator[None]:
         pipeline_task.inspect = inspect
 
 
-def apply_resources(task: dsl.PipelineTask, step: str, display_name: str) -> dsl.PipelineTask:
+def apply_resources(
+    task: dsl.PipelineTask, step: str, display_name: str, gpus: int = 1
+) -> dsl.PipelineTask:
     """Name, resources, accelerator, retries, caching and pod settings of one step's task.
 
-    Every task gets the cluster environment (`use_cluster_env`); GPU steps also the GPU node
-    selector and tolerations (`use_gpu_nodes`, set at compile time by $MMM_GPU_NODE_SELECTOR
-    and $MMM_GPU_TOLERATIONS).
+    Every task gets the cluster environment (`use_cluster_env`); GPU steps also `gpus` GPUs,
+    the GPU node selector and tolerations (`use_gpu_nodes`, set at compile time by
+    $MMM_GPU_NODE_SELECTOR and $MMM_GPU_TOLERATIONS) and a memory-backed /dev/shm.
     """
     task.set_display_name(display_name)
     with _cheap_caller_names():
         task.set_cpu_request(RESOURCES[step]["cpu"]).set_memory_request(RESOURCES[step]["memory"])
         if step in GPU_STEPS:
-            task.set_accelerator_type(ACCELERATOR).set_accelerator_limit(1)
+            task.set_accelerator_type(ACCELERATOR).set_accelerator_limit(gpus)
             use_gpu_nodes(task)
+            use_shared_memory(task)
     task.set_retry(num_retries=2, backoff_duration="30s", backoff_factor=2.0)
     task.set_caching_options(CACHED[step])
     use_cluster_env(task)
@@ -126,11 +129,13 @@ def add_round(
     checkpoint: Any,
     history: Any,
     active: Any = True,
+    gpus: int = 1,
 ) -> tuple[Any, Any]:
     """The five tasks of one round (extract, cluster, match, train, evaluate).
 
     Returns the round's (checkpoint, history) outputs. `round_index` and `active` (the
     retraining pipeline's no-op switch) are constants or channels; every task gets both.
+    The train task asks for `gpus` GPUs and runs that many processes (torchrun).
     """
     switch = {"active": active}
     extract = extract_op(config=config, manifest=manifest, checkpoint=checkpoint, **switch)
@@ -158,9 +163,10 @@ def add_round(
         manifest=manifest,
         checkpoint=checkpoint,
         targets=match.outputs["targets"],
+        processes=gpus,
         **switch,
     )
-    apply_resources(train, "train", "train")
+    apply_resources(train, "train", "train", gpus=gpus)
     evaluate = evaluate_op(
         round_index=round_index,
         config=config,
@@ -186,9 +192,10 @@ def build_round_pipeline() -> Callable[..., Any]:
 
     Every call compiles to the same definition (`pipelines.compact` keeps one), so a compiled
     pipeline grows by one small task per round, and the KFP UI shows each round as a node
-    that opens onto its five steps. Built per compile: the GPU node settings are read from the
-    environment then (`pipelines.kube`).
+    that opens onto its five steps. Built per compile: the GPU node settings and the train
+    task's GPUs ($MMM_TRAIN_GPUS) are read from the environment then (`pipelines.kube`).
     """
+    gpus = train_gpus()
 
     @dsl.pipeline(
         name="mmm-round",
@@ -204,7 +211,7 @@ def build_round_pipeline() -> Callable[..., Any]:
         active: bool = True,
     ) -> RoundOutputs:
         new_checkpoint, new_history = add_round(
-            round_index, config, manifest, checkpoint, history, active
+            round_index, config, manifest, checkpoint, history, active, gpus
         )
         return RoundOutputs(checkpoint=new_checkpoint, history=new_history)
 

@@ -147,6 +147,10 @@ def test_a_setting_added_later_keeps_earlier_fingerprints_at_its_old_behaviour()
     stored = json.loads((CONFIGS / "demo-reference.json").read_text())
     assert fingerprint(cfg) in stored
     assert fingerprint(cfg.replace(**{"train.schedule_per": "run"})) not in stored
+    assert fingerprint(cfg.replace(**{"train.accumulate": 1})) in stored  # the same as before
+    assert fingerprint(cfg.replace(**{"train.accumulate": 2})) not in stored
+    with pytest.raises(ConfigError, match=r"train.accumulate"):
+        config_from_dict({"train": {"accumulate": 0}})
 
 
 def test_yaml_errors_name_the_file(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from mmm_core.data.datasets import train_loader
 from mmm_core.data.transforms import train_transforms
 from mmm_core.engine.build import derive_seed, image_cache, make_extractor, stage_of_round
 from mmm_core.engine.labels import cluster_round, label_diagnostics, match_round
-from mmm_core.engine.trainer import Trainer
+from mmm_core.engine.trainer import Shard, Trainer
 from mmm_core.evaluation.protocols import ProtocolResult, evaluate_regdb, evaluate_sysu
 from mmm_core.models import TwoStreamAGW
 
@@ -172,7 +172,6 @@ def train_one_round(ctx: RoundContext, round_index: int, targets: Any) -> dict[s
     """The training iterations of one round (memories built from `targets`)."""
     cfg, trainer = ctx.cfg, ctx.trainer
     started = time.perf_counter()
-    torch.manual_seed(derive_seed(cfg.seed, round_index, 3))
     views = train_transforms(
         cfg.data.height,
         cfg.data.width,
@@ -184,48 +183,56 @@ def train_one_round(ctx: RoundContext, round_index: int, targets: Any) -> dict[s
     visible, infrared = ctx.manifest.modality("visible"), ctx.manifest.modality("infrared")
     from mmm_core.engine import distributed
 
-    rank = distributed.rank()
-    loaders = []
     assert ctx.images is not None
     for subset in (visible, infrared):
         ctx.images.fill(subset.full_paths(), progress=ctx.progress)
-    for subset, labels, view_list, ids, instances, stream in (
-        (
-            visible,
-            targets.labels_visible,
-            [views["visible"], views["visible_exchange"]],
-            cfg.sampler.visible_ids,
-            cfg.sampler.visible_instances,
-            4,
-        ),
-        (
-            infrared,
-            targets.labels_infrared,
-            [views["infrared"]],
-            cfg.sampler.infrared_ids,
-            cfg.sampler.infrared_instances,
-            5,
-        ),
-    ):
-        loaders.append(
-            train_loader(
-                subset.full_paths(),
-                labels,
-                subset.camids,
-                view_list,
-                ctx.images,
-                num_ids=ids,
-                num_instances=instances,
-                num_batches=cfg.train.iters_per_round,
-                seed=derive_seed(cfg.seed, round_index, stream, rank),
-                workers=cfg.data.workers,
-                camera_aware=cfg.sampler.camera_aware,
+    accumulate = cfg.train.accumulate
+    shards = []
+    # Shard i of the round's global batch: process rank r draws shards r*A .. r*A + A-1, so
+    # one process with A = N shards draws what N processes with A = 1 draw, one each.
+    for index in range(distributed.rank() * accumulate, (distributed.rank() + 1) * accumulate):
+        # shard 0 keeps the seed of a run without shards (its numbers do not change)
+        keys = (round_index, 3) if index == 0 else (round_index, 3, index)
+        torch.manual_seed(derive_seed(cfg.seed, *keys))
+        loaders = []
+        for subset, labels, view_list, ids, instances, stream in (
+            (
+                visible,
+                targets.labels_visible,
+                [views["visible"], views["visible_exchange"]],
+                cfg.sampler.visible_ids,
+                cfg.sampler.visible_instances,
+                4,
+            ),
+            (
+                infrared,
+                targets.labels_infrared,
+                [views["infrared"]],
+                cfg.sampler.infrared_ids,
+                cfg.sampler.infrared_instances,
+                5,
+            ),
+        ):
+            loaders.append(
+                train_loader(
+                    subset.full_paths(),
+                    labels,
+                    subset.camids,
+                    view_list,
+                    ctx.images,
+                    num_ids=ids,
+                    num_instances=instances,
+                    num_batches=cfg.train.iters_per_round,
+                    seed=derive_seed(cfg.seed, round_index, stream, index),
+                    workers=cfg.data.workers,
+                    camera_aware=cfg.sampler.camera_aware,
+                )
             )
-        )
+        state = torch.random.get_rng_state() if accumulate > 1 else None
+        shards.append(Shard(loaders[0], loaders[1], state))
     trainer.start_round(targets)
-    losses = trainer.train_round(
-        loaders[0],
-        loaders[1],
+    losses = trainer.train_round_sharded(
+        shards,
         cfg.train.iters_per_round,
         progress=ctx.progress,
         desc=f"round {round_index} train",

@@ -14,7 +14,7 @@ Memories are updated explicitly after ``optimizer.step()`` (never inside backwar
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -28,7 +28,7 @@ from mmm_core.engine.targets import RoundTargets, Stage1Targets, Stage2Targets
 from mmm_core.losses import cluster_nce, cross_modality_loss, multi_memory_loss, sca_loss
 from mmm_core.memory import ClusterMemory, MultiMemory
 
-__all__ = ["LossWeights", "Memories", "StepOutput", "Trainer"]
+__all__ = ["LossWeights", "Memories", "Shard", "StepOutput", "Trainer"]
 
 log = logging.getLogger(__name__)
 
@@ -309,29 +309,109 @@ class Trainer:
         desc: str = "train",
     ) -> dict[str, float]:
         """Run `iters` iterations; returns the mean of every loss component."""
+        shard = Shard(visible_batches, infrared_batches)
+        return self.train_round_sharded([shard], iters, progress=progress, desc=desc)
+
+    def train_round_sharded(
+        self,
+        shards: Sequence[Shard],
+        iters: int,
+        *,
+        progress: bool = False,
+        desc: str = "train",
+    ) -> dict[str, float]:
+        """`iters` optimiser steps, each over one batch of every shard (gradient accumulation).
+
+        Each shard's batch goes through the network alone (its own batch-norm statistics) and
+        its loss is divided by the number of shards, so the gradient is the mean of the
+        shards' gradients; the memories are then updated with every shard's features in
+        shard order. That is what ``len(shards)`` DDP processes do, one shard each.
+        Returns the mean over steps (and shards) of every loss component.
+        """
         assert self.optimizer is not None
         self.model.train()
         sums: dict[str, float] = {}
         steps = 0
-        pairs = zip(visible_batches, infrared_batches, strict=False)
-        bar = tqdm(pairs, total=iters, desc=desc, disable=not progress, leave=False)
-        for visible, infrared in bar:
-            step = self.training_step(visible, infrared)
+        iterators = [shard.pairs() for shard in shards]
+        bar = tqdm(total=iters, desc=desc, disable=not progress, leave=False)
+        no_sync = getattr(self.model, "no_sync", nullcontext)  # DDP: reduce on the last only
+        while steps < iters:
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(step.loss).backward()
+            outputs = []
+            for i, pairs in enumerate(iterators):
+                batch = next(pairs, None)
+                if batch is None:
+                    break
+                with no_sync() if i < len(iterators) - 1 else nullcontext():
+                    step = self.training_step(*batch)
+                    self.scaler.scale(step.loss / len(iterators)).backward()
+                outputs.append(step)
+            if len(outputs) < len(iterators):
+                break
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            self.after_step(step)
-            for key, value in {"loss": step.loss, **step.losses}.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            self.after_step(outputs[0] if len(outputs) == 1 else _merge(outputs))
+            for step in outputs:
+                for key, value in {"loss": step.loss, **step.losses}.items():
+                    sums[key] = sums.get(key, 0.0) + float(value.detach()) / len(outputs)
             steps += 1
+            bar.update(1)
             if progress:
-                bar.set_postfix(loss=f"{float(step.loss):.3f}")
-            if steps >= iters:
-                break
+                bar.set_postfix(loss=f"{float(outputs[0].loss):.3f}")
+        bar.close()
         if steps == 0:
             raise RuntimeError("no training batch was produced")
         return {f"loss_{k}" if k != "loss" else "loss": v / steps for k, v in sums.items()}
+
+
+@dataclass
+class Shard:
+    """One accumulation shard's batches: visible and infrared, drawn in pairs.
+
+    ``rng_state`` (a CPU generator state, `torch.random.get_rng_state`) gives the shard an
+    augmentation stream of its own: it is swapped into the global generator while the shard's
+    batches are drawn, as a separate process would have it (DataLoader workers seed
+    themselves from the loader's generator and need none). None: the global generator as is.
+    """
+
+    visible: Iterable[Batch]
+    infrared: Iterable[Batch]
+    rng_state: torch.Tensor | None = None
+
+    def pairs(self) -> Iterator[tuple[Batch, Batch]]:
+        visible, infrared = iter(self.visible), iter(self.infrared)
+        while True:
+            saved = None
+            if self.rng_state is not None:
+                saved = torch.random.get_rng_state()
+                torch.random.set_rng_state(self.rng_state)
+            try:
+                pair = (next(visible), next(infrared))
+            except StopIteration:
+                return
+            finally:
+                if saved is not None:
+                    self.rng_state = torch.random.get_rng_state()
+                    torch.random.set_rng_state(saved)
+            yield pair
+
+
+def _merge(outputs: Sequence[StepOutput]) -> StepOutput:
+    """The shards' outputs as one (features, labels and joint labels concatenated in order)."""
+
+    def cat(values: list[torch.Tensor | None]) -> torch.Tensor | None:
+        return None if any(v is None for v in values) else torch.cat(values)  # type: ignore[arg-type]
+
+    fields = _Forward.__dataclass_fields__
+    forward = _Forward(*(torch.cat([getattr(o.forward, f) for o in outputs]) for f in fields))
+    total = torch.stack([o.loss.detach() for o in outputs]).mean()
+    return StepOutput(
+        total,
+        {},
+        forward,
+        cat([o.joint_v for o in outputs]),
+        cat([o.joint_r for o in outputs]),
+    )
 
 
 def build_memories(

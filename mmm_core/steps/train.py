@@ -1,7 +1,9 @@
 """Step "train" (GPU): checkpoint + targets -> new checkpoint after one round's iterations.
 
 Runs data-parallel when launched by torchrun (``torchrun --nproc_per_node N -m
-mmm_core.steps.train ...``): gloo on CPU, NCCL on CUDA; rank 0 writes the outputs.
+mmm_core.steps.train ...``, which `launch` does for ``processes > 1``): gloo on CPU, NCCL on
+CUDA, one GPU per process; rank 0 writes the outputs. N processes make the same updates as
+one process with ``train.accumulate = N`` (tests/steps/test_steps.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from mmm_core.engine.phases import RoundContext, train_one_round
 from mmm_core.engine.targets import load_targets
 from mmm_core.steps.common import read_config, write_json
 
-__all__ = ["run"]
+__all__ = ["launch", "run"]
 
 
 def run(
@@ -67,6 +69,48 @@ def run(
     if distributed.rank() == 0:
         save_checkpoint(out_checkpoint, state_of(trainer, model, round_index + 1, cfg))
     return losses
+
+
+def launch(
+    config_path: str | Path,
+    manifest_path: str | Path,
+    checkpoint_path: str | Path,
+    targets_path: str | Path,
+    round_index: int,
+    out_checkpoint: str | Path,
+    *,
+    processes: int = 1,
+) -> dict[str, float]:
+    """`run` in this process (``processes == 1``), or under ``torchrun --standalone
+    --nproc_per_node=processes`` (one node; rank 0 writes the checkpoint and the metrics)."""
+    if processes <= 1:
+        return run(
+            config_path, manifest_path, checkpoint_path, targets_path, round_index, out_checkpoint
+        )
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mmm-train-") as scratch:
+        metrics_path = Path(scratch) / "metrics.json"
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={processes}", "-m", "mmm_core.steps.train",
+            "--config", str(config_path), "--manifest", str(manifest_path),
+            "--checkpoint", str(checkpoint_path), "--targets", str(targets_path),
+            "--round", str(round_index), "--out-checkpoint", str(out_checkpoint),
+            "--out-metrics", str(metrics_path),
+        ]  # fmt: skip
+        # one thread per process unless the caller chose: torchrun's own default, made explicit
+        env = {"OMP_NUM_THREADS": "1", **os.environ}
+        done = subprocess.run(command, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"torchrun with {processes} processes exited with {done.returncode} "
+                "(the ranks' errors are above)"
+            )
+        return json.loads(metrics_path.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,7 @@ def compile_tiny(tmp_path: Path) -> tuple[dict, dict[str, dict]]:
 def clean_env(monkeypatch):
     monkeypatch.delenv(kube.GPU_NODE_SELECTOR_VARIABLE, raising=False)
     monkeypatch.delenv(kube.GPU_TOLERATIONS_VARIABLE, raising=False)
+    monkeypatch.delenv(kube.TRAIN_GPUS_VARIABLE, raising=False)
     return monkeypatch
 
 
@@ -107,6 +108,46 @@ def test_gpu_placement_is_set_at_compile_time(tmp_path, clean_env) -> None:
     for executor in by_step["extract"]:
         assert "nodeSelector" not in executor and "tolerations" not in executor
         assert executor["configMapAsEnv"] and executor["secretAsEnv"]  # env stays
+
+
+def _train_tasks(spec: dict) -> list[tuple[dict, dict]]:
+    """(task, container resources) of every train task, inside the round component."""
+    found = []
+    for component in spec["components"].values():
+        for task in component.get("dag", {}).get("tasks", {}).values():
+            if task["componentRef"]["name"].startswith("comp-train-op"):
+                step = spec["components"][task["componentRef"]["name"]]
+                executor = spec["deploymentSpec"]["executors"][step["executorLabel"]]
+                found.append((task, executor["container"]["resources"]))
+    return found
+
+
+def test_train_gpus_are_set_at_compile_time(tmp_path, clean_env) -> None:
+    """$MMM_TRAIN_GPUS=N: the train task asks for N GPUs and runs N processes (torchrun);
+    the other GPU steps keep one. Every GPU step gets a memory-backed /dev/shm."""
+    spec, by_step = compile_tiny(tmp_path)
+    ((task, resources),) = _train_tasks(spec)
+    assert int(resources["accelerator"]["resourceCount"]) == 1
+    assert task["inputs"]["parameters"]["processes"]["runtimeValue"]["constant"] == 1
+    for step in GPU:
+        for executor in by_step[step]:
+            assert executor["emptyDirMounts"] == [
+                {"volumeName": "shm", "mountPath": "/dev/shm", "medium": "Memory",
+                 "sizeLimit": kube.SHM_SIZE}
+            ], step  # fmt: skip
+    for step in CPU:
+        for executor in by_step[step]:
+            assert "emptyDirMounts" not in executor, step
+
+    clean_env.setenv(kube.TRAIN_GPUS_VARIABLE, "4")
+    spec, _ = compile_tiny(tmp_path)
+    ((task, resources),) = _train_tasks(spec)
+    assert int(resources["accelerator"]["resourceCount"]) == 4
+    assert task["inputs"]["parameters"]["processes"]["runtimeValue"]["constant"] == 4
+    for bad in ("0", "two", "-1"):
+        clean_env.setenv(kube.TRAIN_GPUS_VARIABLE, bad)
+        with pytest.raises(ValueError, match="MMM_TRAIN_GPUS"):
+            compile_tiny(tmp_path)
 
 
 def test_parse_node_selector() -> None:

@@ -18,7 +18,7 @@ from mmm_core.engine.checkpoint import load_checkpoint
 from mmm_core.engine.labels import ClusterOutput
 from mmm_core.engine.targets import Stage1Targets, load_targets
 from mmm_core.steps import cluster, evaluate, extract, match, start, train
-from mmm_core.steps.common import read_features
+from mmm_core.steps.common import read_config, read_features
 
 
 def run_round(cfg_path: Path, folder: Path, manifest: Path, checkpoint: Path, r: int) -> dict:
@@ -114,11 +114,37 @@ def test_train_step_refuses_a_checkpoint_of_another_round(tmp_path: Path, micro_
         train.run(cfg_path, manifest, checkpoint, targets, 3, tmp_path / "out.pt")
 
 
+def run_worker(folder: Path, tag: str, cfg_path: Path, inputs: list[Path], processes: int):
+    """tests/steps/ddp_worker.py under torchrun (`processes` > 1) or alone; one thread per
+    process in both, so that their arithmetic matches."""
+    worker = Path(__file__).with_name("ddp_worker.py")
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    arguments = [str(cfg_path), *map(str, inputs), str(folder), tag]
+    done = subprocess.run(
+        [*launcher, str(worker), *arguments], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [torch.load(folder / f"{tag}-rank{r}.pt") for r in range(processes)]
+
+
+def largest_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
 @pytest.mark.slow
-def test_ddp_train_step_two_processes(tmp_path: Path, micro_config) -> None:
-    """torchrun, 2 CPU processes, gloo: the step runs, gathers, and writes one checkpoint."""
+def test_ddp_train_step_equals_one_process_over_the_same_global_batch(
+    tmp_path: Path, micro_config
+) -> None:
+    """torchrun, 2 CPU processes, gloo, against one process drawing both processes' batches
+    (``train.accumulate=2``): the same parameters and memory banks, within float error."""
     base = tmp_path / "base.yaml"
-    dump_config(micro_config.replace(**{"train.device": "cpu"}), base)
+    dump_config(micro_config.replace(**{"train.device": "cpu", "train.iters_per_round": 3}), base)
     cfg_path, manifest, checkpoint = tmp_path / "c.yaml", tmp_path / "m.tsv", tmp_path / "k.pt"
     start.run([base], [], cfg_path, manifest, checkpoint)
     features = tmp_path / "f.npz"
@@ -126,58 +152,38 @@ def test_ddp_train_step_two_processes(tmp_path: Path, micro_config) -> None:
     extract.run(cfg_path, manifest, checkpoint, features)
     cluster.run(cfg_path, manifest, features, 0, labels)
     match.run(cfg_path, manifest, features, labels, 0, targets)
-    out = tmp_path / "ddp.pt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "mmm_core.steps.train",
-        "--config", str(cfg_path),
-        "--manifest", str(manifest),
-        "--checkpoint", str(checkpoint),
-        "--targets", str(targets),
-        "--round", "0",
-        "--out-checkpoint", str(out),
-        "--out-metrics", str(tmp_path / "ddp.json"),
-    ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((tmp_path / "ddp.json").read_text())
-    assert metrics["world_size"] == 2.0 and np.isfinite(metrics["loss"])
-    state = load_checkpoint(out)
-    before = load_checkpoint(checkpoint)
-    assert state.next_round == 1
-    changed = [not torch.equal(state.model[k], before.model[k]) for k in before.model]
-    assert any(changed)
+    inputs = [manifest, checkpoint, targets]
 
-    # What each rank holds at the end of the round (tests/steps/ddp_worker.py).
-    worker = Path(__file__).with_name("ddp_worker.py")
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        str(worker), str(cfg_path), str(manifest), str(checkpoint), str(targets), str(tmp_path),
-    ]  # fmt: skip
-    root = Path(__file__).resolve().parents[2]
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
-    assert [r["world_size"] for r in ranks] == [2.0, 2.0]
-    # Each rank drew its own batches ...
-    assert ranks[0]["loss"] != ranks[1]["loss"]
-    # ... yet the averaged gradients kept the parameters identical on both ranks,
-    for name, value in ranks[0]["parameters"].items():
-        assert torch.equal(value, ranks[1]["parameters"][name]), name
-    # and the gathered features kept the memory banks identical, and moved them.
-    initial = load_targets(targets)
-    assert set(ranks[0]["banks"]) == set(ranks[1]["banks"]) >= {"visible", "infrared"}
-    for name, bank in ranks[0]["banks"].items():
-        assert torch.equal(bank, ranks[1]["banks"][name]), name
-    centres = torch.as_tensor(initial.centres_visible, dtype=ranks[0]["banks"]["visible"].dtype)
-    assert not torch.allclose(ranks[0]["banks"]["visible"], torch.nn.functional.normalize(centres))
+    # The pipeline's train task with 2 GPUs takes this path: torchrun, rank 0 writes.
+    out = tmp_path / "ddp.pt"
+    metrics = train.launch(cfg_path, manifest, checkpoint, targets, 0, out, processes=2)
+    assert metrics["world_size"] == 2.0 and np.isfinite(metrics["loss"])
+    assert load_checkpoint(out).next_round == 1
+
+    ddp = run_worker(tmp_path, "ddp", cfg_path, inputs, processes=2)
+    accumulated = tmp_path / "accumulate.yaml"
+    dump_config(read_config(cfg_path).replace(**{"train.accumulate": 2}), accumulated)
+    (one,) = run_worker(tmp_path, "one", accumulated, inputs, processes=1)
+    (alone,) = run_worker(tmp_path, "alone", cfg_path, inputs, processes=1)  # rank 0's batch only
+
+    assert [r["world_size"] for r in ddp] == [2.0, 2.0] and one["world_size"] == 1.0
+    # The ranks drew different batches, yet hold the same parameters and memory banks.
+    assert ddp[0]["loss"] != ddp[1]["loss"]
+    assert largest_difference(ddp[0]["parameters"], ddp[1]["parameters"]) == 0.0
+    assert set(ddp[0]["banks"]) == set(one["banks"]) >= {"visible", "infrared"}
+    assert largest_difference(ddp[0]["banks"], ddp[1]["banks"]) == 0.0
+    # One process over both batches: the same round, to float error ...
+    initial = load_checkpoint(checkpoint).model
+    moved = largest_difference(ddp[0]["parameters"], {k: initial[k] for k in ddp[0]["parameters"]})
+    parameters = largest_difference(ddp[0]["parameters"], one["parameters"])
+    banks = largest_difference(ddp[0]["banks"], one["banks"])
+    print(f"moved {moved:.2e}, parameters {parameters:.2e}, banks {banks:.2e}")
+    assert moved > 1e-4
+    assert parameters < 1e-5 and banks < 1e-5
+    assert one["loss"] == pytest.approx((ddp[0]["loss"] + ddp[1]["loss"]) / 2, rel=1e-5)
+    # ... which a process over rank 0's batch alone is not.
+    assert largest_difference(ddp[0]["banks"], alone["banks"]) > 100 * max(banks, 1e-7)
+    assert largest_difference(ddp[0]["parameters"], alone["parameters"]) > 1e-4
 
 
 def test_tracking_is_on_where_the_cluster_names_an_mlflow_server() -> None:
