@@ -55,12 +55,16 @@ def start_op(
     kfp_run_id: str = "",
     kfp_run_name: str = "",
     kfp_pipeline: str = "",
+    cache_dir: str = "",
 ):
     """Resolve the config, read the dataset into a manifest, initialise the network.
 
     The MLflow run is tagged with the KFP run (id, name, pipeline); a retried start finds
     the run its first attempt made and goes on with it.
     """
+    from mmm_core.storage import use_cache_dir
+
+    use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
     from mmm_core.steps import start
     from mmm_core.steps.common import log_kfp_metrics
 
@@ -114,12 +118,16 @@ def extract_op(
     features: Output[Artifact],
     metrics: Output[Metrics],
     active: bool = True,
+    cache_dir: str = "",
 ):
     """Train features per modality (flip-averaged, L2-normalised), in manifest order."""
     if not active:
         from mmm_core.steps.ingest import skip_outputs
 
         return skip_outputs("extract", [features.path], metrics)
+    from mmm_core.storage import use_cache_dir
+
+    use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
     from mmm_core.steps import extract
     from mmm_core.steps.common import log_kfp_metrics
 
@@ -187,6 +195,7 @@ def train_op(
     metrics: Output[Metrics],
     active: bool = True,
     processes: int = 1,
+    cache_dir: str = "",
 ):
     """One round of training iterations; writes the next checkpoint. With ``processes > 1``
     (the task's GPUs, fixed at compile time) it runs under torchrun, one process per GPU."""
@@ -194,6 +203,9 @@ def train_op(
         from mmm_core.steps.ingest import skip_outputs
 
         return skip_outputs("train", [new_checkpoint.path], metrics)
+    from mmm_core.storage import use_cache_dir
+
+    use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
     from mmm_core.steps import train
     from mmm_core.steps.common import log_kfp_metrics
 
@@ -223,12 +235,16 @@ def evaluate_op(
     result: Output[Artifact],
     metrics: Output[Metrics],
     active: bool = True,
+    cache_dir: str = "",
 ):
     """Evaluate when due (eval.every, last round) and append the round's row to the history."""
     if not active:
         from mmm_core.steps.ingest import skip_outputs
 
         return skip_outputs("evaluate", [new_history.path, result.path], metrics)
+    from mmm_core.storage import use_cache_dir
+
+    use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
     from mmm_core.steps import evaluate
     from mmm_core.steps.common import log_kfp_metrics
 
@@ -290,9 +306,14 @@ def ingest_op(
     checkpoint: Output[Artifact],
     history: Output[Artifact],
     metrics: Output[Metrics],
+    cache_dir: str = "",
 ) -> NamedTuple("IngestOutputs", [("train", bool), ("new_images", int)]):
     """Count the images new since the last retraining; when enough, set up a warm start."""
     from collections import namedtuple
+
+    from mmm_core.storage import use_cache_dir
+
+    use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
 
     from mmm_core.steps import ingest, start
     from mmm_core.steps.common import log_kfp_metrics
@@ -327,8 +348,12 @@ def promote_op(
     history: Input[Artifact],
     result: Output[Artifact],
     metrics: Output[Metrics],
+    cache_dir: str = "",
 ):
     """Evaluate new model and champion alike; register; promote if better; commit the state."""
+    from mmm_core.storage import use_cache_dir
+
+    use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
     from mmm_core.steps import promote
     from mmm_core.steps.common import log_kfp_metrics
 

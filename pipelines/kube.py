@@ -24,6 +24,17 @@ is compiled. The defaults fit nodes labelled by NVIDIA GPU feature discovery and
 - ``MMM_TRAIN_GPUS``: GPUs of each train task, default 1. With N > 1 the train step runs
   under ``torchrun --nproc_per_node=N`` (data-parallel on one node).
 
+Dataset cache (the run's workspace): steps that read the dataset (start, extract, train,
+evaluate; ingest and promote in retraining) mirror an ``s3://`` data root into
+``<workspace>/mmm-cache``, a volume KFP creates for the run and mounts in every step that
+names it (``dsl.WorkspaceConfig``, KFP backend 2.15 or later), so each object is downloaded
+once per run. Two variables of the compiling process set it:
+
+- ``MMM_WORKSPACE_SIZE``: the volume's size, default ``100Gi``; ``none`` compiles without a
+  workspace (for older backends): each step pod then mirrors into its own $MMM_CACHE_DIR.
+- ``MMM_WORKSPACE_STORAGE_CLASS``: its storage class, default the backend's (``ReadWriteMany``
+  is requested with it, so that GPU and CPU steps on different nodes share it).
+
 Shared memory: GPU steps get a memory-backed ``/dev/shm`` (an ``emptyDir`` with medium
 ``Memory``, `SHM_SIZE`), which DataLoader workers and NCCL use; a container's default is 64 MiB.
 """
@@ -39,6 +50,7 @@ __all__ = [
     "CONFIG_MAP_KEYS",
     "DEFAULT_GPU_NODE_SELECTOR",
     "DEFAULT_GPU_TOLERATIONS",
+    "DEFAULT_WORKSPACE_SIZE",
     "GPU_NODE_SELECTOR_VARIABLE",
     "GPU_TOLERATIONS_VARIABLE",
     "SECRET_KEYS",
@@ -47,11 +59,16 @@ __all__ = [
     "TRACKING_SECRET",
     "TRACKING_SECRET_KEYS",
     "TRAIN_GPUS_VARIABLE",
+    "WORKSPACE_CACHE_DIR",
+    "WORKSPACE_SIZE_VARIABLE",
+    "WORKSPACE_STORAGE_CLASS_VARIABLE",
     "Toleration",
+    "dataset_cache_dir",
     "gpu_node_selector",
     "gpu_tolerations",
     "parse_node_selector",
     "parse_tolerations",
+    "pipeline_config",
     "train_gpus",
     "use_cluster_env",
     "use_gpu_nodes",
@@ -87,6 +104,11 @@ GPU_TOLERATIONS_VARIABLE = "MMM_GPU_TOLERATIONS"
 DEFAULT_GPU_NODE_SELECTOR = "nvidia.com/gpu.present=true"
 DEFAULT_GPU_TOLERATIONS = "nvidia.com/gpu:NoSchedule"
 TRAIN_GPUS_VARIABLE = "MMM_TRAIN_GPUS"
+WORKSPACE_SIZE_VARIABLE = "MMM_WORKSPACE_SIZE"
+WORKSPACE_STORAGE_CLASS_VARIABLE = "MMM_WORKSPACE_STORAGE_CLASS"
+DEFAULT_WORKSPACE_SIZE = "100Gi"
+# Where the dataset-reading steps mirror remote datasets: inside the run's workspace.
+WORKSPACE_CACHE_DIR = dsl.WORKSPACE_PATH_PLACEHOLDER + "/mmm-cache"
 SHM_SIZE = "8Gi"
 _NONE = ("", "none")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -163,6 +185,30 @@ def train_gpus(environ: Mapping[str, str] | None = None) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"${TRAIN_GPUS_VARIABLE}: expected a whole number >= 1, got {raw!r}")
     return int(raw)
+
+
+def pipeline_config(environ: Mapping[str, str] | None = None) -> dsl.PipelineConfig | None:
+    """The pipelines' workspace ($MMM_WORKSPACE_SIZE, $MMM_WORKSPACE_STORAGE_CLASS); None
+    when $MMM_WORKSPACE_SIZE is ``none``."""
+    environ = os.environ if environ is None else environ
+    size = environ.get(WORKSPACE_SIZE_VARIABLE, "").strip() or DEFAULT_WORKSPACE_SIZE
+    if size.lower() == "none":
+        return None
+    storage_class = environ.get(WORKSPACE_STORAGE_CLASS_VARIABLE, "").strip()
+    patch = {"storageClassName": storage_class, "accessModes": ["ReadWriteMany"]}
+    try:
+        workspace = dsl.WorkspaceConfig(
+            size=size, kubernetes=dsl.KubernetesWorkspaceConfig(patch if storage_class else {})
+        )
+    except ValueError as exc:
+        raise ValueError(f"${WORKSPACE_SIZE_VARIABLE}: {exc}") from None
+    return dsl.PipelineConfig(workspace=workspace)
+
+
+def dataset_cache_dir(environ: Mapping[str, str] | None = None) -> str:
+    """What the dataset-reading steps get as `cache_dir`: the workspace's cache folder, or ""
+    (their $MMM_CACHE_DIR) when the pipelines are compiled without a workspace."""
+    return WORKSPACE_CACHE_DIR if pipeline_config(environ) is not None else ""
 
 
 def use_shared_memory(task: dsl.PipelineTask, size: str = SHM_SIZE) -> dsl.PipelineTask:

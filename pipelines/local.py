@@ -17,7 +17,7 @@ from mmm_core.config import dump_config
 from mmm_core.engine.lifecycle import parse_rows
 from mmm_core.tracking import resolve_tracking_uri
 
-__all__ = ["PipelineTaskError", "failed_task", "run_local"]
+__all__ = ["PipelineTaskError", "failed_task", "init_runner", "run_local"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FAILED = re.compile(r"Task '([^']+)' finished with status FAILURE")
@@ -126,14 +126,26 @@ def _output_to(log_path: Path):
             os.close(saved[1])
 
 
+def init_runner(pipeline_root: Path) -> None:
+    """`kfp.local` with the subprocess runner, outputs under `pipeline_root` and the run's
+    workspace (where the steps mirror an s3:// dataset, as on a cluster) in
+    ``pipeline_root/workspace``, which kfp deletes when the run ends."""
+    from kfp import local
+
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(pipeline_root),
+        raise_on_error=True,
+        workspace_root=str(pipeline_root / "workspace"),
+    )
+
+
 def run_local(cfg, out: Path, echo=None) -> list[dict]:
     """Run the training pipeline locally; returns the rows of RUN/metrics.jsonl.
 
     `echo` receives the round table line by line as rounds finish; by default the lines go
     to the terminal (everything else the steps print goes to RUN/pipeline.log).
     """
-    from kfp import local
-
     from mmm_core.engine.lifecycle import TABLE_HEADER, format_row
     from pipelines.training import build_training_pipeline
 
@@ -162,11 +174,7 @@ def run_local(cfg, out: Path, echo=None) -> list[dict]:
         watcher = _HistoryWatcher(pipeline_root, emit)
         watcher.start()
         try:
-            local.init(
-                runner=local.SubprocessRunner(use_venv=False),
-                pipeline_root=str(pipeline_root),
-                raise_on_error=True,
-            )
+            init_runner(pipeline_root)
             # (the config's tracking choice, also where MLFLOW_TRACKING_URI is set)
             enabled = str(cfg.tracking.enabled).lower()
             task = pipeline(config_file=str(config_path), tracking_enabled=enabled)

@@ -35,6 +35,7 @@ from typing import Any
 from kfp import dsl
 
 from components import ingest_op, promote_op
+from pipelines.kube import dataset_cache_dir, pipeline_config
 from pipelines.training import apply_resources, build_round_pipeline, chain_rounds
 
 __all__ = ["DEFAULT_ROUNDS", "build_retrain_pipeline", "run_local"]
@@ -50,9 +51,11 @@ def build_retrain_pipeline(
     if rounds < 1:
         raise ValueError(f"retraining needs at least one round, got {rounds}")
     round_pipeline = build_round_pipeline()
+    cache_dir = dataset_cache_dir()
 
     @dsl.pipeline(
         name=name or f"mmm-retrain-{rounds}",
+        pipeline_config=pipeline_config(),
         description=(
             "Scheduled retraining of Multi-Memory Matching: count the images new under the "
             f"dataset root; when enough arrived, warm-start from the champion, run {rounds} "
@@ -140,6 +143,7 @@ def build_retrain_pipeline(
             mlflow_experiment=mlflow_experiment,
             model_name=model_name,
             overrides=overrides,
+            cache_dir=cache_dir,
         )
         apply_resources(ingest, "start", "ingest new images")
         ingest.set_caching_options(False)
@@ -163,6 +167,7 @@ def build_retrain_pipeline(
             initial_checkpoint=ingest.outputs["checkpoint"],
             checkpoint=checkpoint,
             history=history,
+            cache_dir=cache_dir,
         )
         apply_resources(promote, "evaluate", "evaluate and promote")
         promote.set_caching_options(False)
@@ -183,12 +188,8 @@ def run_local(
     ``tracking.uri`` of the config or $MLFLOW_TRACKING_URI; an ``s3://`` data root needs the
     MINIO_* variables. `parameters` are the pipeline's run-time parameters.
     """
-    from kfp import local
+    from pipelines.local import init_runner
 
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(Path(pipeline_root).resolve()),
-        raise_on_error=True,
-    )
+    init_runner(Path(pipeline_root).resolve())
     task = build_retrain_pipeline(rounds)(config_file=str(config_file), **parameters)
     return json.loads(Path(task.output.path).read_text())

@@ -34,7 +34,14 @@ from components import (
     start_op,
     train_op,
 )
-from pipelines.kube import train_gpus, use_cluster_env, use_gpu_nodes, use_shared_memory
+from pipelines.kube import (
+    dataset_cache_dir,
+    pipeline_config,
+    train_gpus,
+    use_cluster_env,
+    use_gpu_nodes,
+    use_shared_memory,
+)
 
 __all__ = [
     "GPU_STEPS",
@@ -130,15 +137,19 @@ def add_round(
     history: Any,
     active: Any = True,
     gpus: int = 1,
+    cache_dir: str = "",
 ) -> tuple[Any, Any]:
     """The five tasks of one round (extract, cluster, match, train, evaluate).
 
     Returns the round's (checkpoint, history) outputs. `round_index` and `active` (the
     retraining pipeline's no-op switch) are constants or channels; every task gets both.
-    The train task asks for `gpus` GPUs and runs that many processes (torchrun).
+    The train task asks for `gpus` GPUs and runs that many processes (torchrun). The steps
+    that read images mirror an s3:// dataset into `cache_dir` ("" = their $MMM_CACHE_DIR).
     """
     switch = {"active": active}
-    extract = extract_op(config=config, manifest=manifest, checkpoint=checkpoint, **switch)
+    extract = extract_op(
+        config=config, manifest=manifest, checkpoint=checkpoint, cache_dir=cache_dir, **switch
+    )
     apply_resources(extract, "extract", "extract")
     cluster = cluster_op(
         round_index=round_index,
@@ -164,6 +175,7 @@ def add_round(
         checkpoint=checkpoint,
         targets=match.outputs["targets"],
         processes=gpus,
+        cache_dir=cache_dir,
         **switch,
     )
     apply_resources(train, "train", "train", gpus=gpus)
@@ -176,6 +188,7 @@ def add_round(
         cluster_metrics=cluster.outputs["metrics"],
         match_metrics=match.outputs["metrics"],
         train_metrics=train.outputs["metrics"],
+        cache_dir=cache_dir,
         **switch,
     )
     apply_resources(evaluate, "evaluate", "evaluate")
@@ -193,14 +206,16 @@ def build_round_pipeline() -> Callable[..., Any]:
     Every call compiles to the same definition (`pipelines.compact` keeps one), so a compiled
     pipeline grows by one small task per round, and the KFP UI shows each round as a node
     that opens onto its five steps. Built per compile: the GPU node settings and the train
-    task's GPUs ($MMM_TRAIN_GPUS) are read from the environment then (`pipelines.kube`).
+    task's GPUs ($MMM_TRAIN_GPUS) and the run's workspace ($MMM_WORKSPACE_SIZE) are read
+    from the environment then (`pipelines.kube`).
     """
-    gpus = train_gpus()
+    gpus, cache_dir = train_gpus(), dataset_cache_dir()
 
     @dsl.pipeline(
         name="mmm-round",
         description="One round: extract, cluster, match, train, evaluate (the stage follows "
         "from round_index and the config).",
+        pipeline_config=pipeline_config(),
     )
     def round_pipeline(
         round_index: int,
@@ -211,7 +226,7 @@ def build_round_pipeline() -> Callable[..., Any]:
         active: bool = True,
     ) -> RoundOutputs:
         new_checkpoint, new_history = add_round(
-            round_index, config, manifest, checkpoint, history, active, gpus
+            round_index, config, manifest, checkpoint, history, active, gpus, cache_dir
         )
         return RoundOutputs(checkpoint=new_checkpoint, history=new_history)
 
@@ -260,6 +275,7 @@ def build_training_pipeline(
     if stage1_rounds < 0 or stage2_rounds < 0 or stage1_rounds + stage2_rounds < 1:
         raise ValueError(f"need at least one round, got {stage1_rounds} + {stage2_rounds}")
     round_pipeline = build_round_pipeline()
+    cache_dir = dataset_cache_dir()
 
     def training(
         config_file: str = "configs/sysu.yaml",
@@ -356,6 +372,7 @@ def build_training_pipeline(
                 kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                 kfp_pipeline=name,
+                cache_dir=cache_dir,
             )
             apply_resources(start, "start", "start")
             config = start.outputs["config"]
@@ -382,4 +399,5 @@ def build_training_pipeline(
             f"CMC rounds then {stage2_rounds} MMLM + SCA rounds (extract, cluster, match, "
             "train, evaluate per round)."
         ),
+        pipeline_config=pipeline_config(),
     )(training)

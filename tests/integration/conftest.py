@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.servers import (
+    CountingProxy,
     ServerProcess,
     free_port,
     unavailable,
@@ -261,7 +262,8 @@ class ServerRun:
     out: Path  # run folder (pipeline_root, metrics.jsonl, pipeline.log)
     dataset: Path  # the local dataset that was uploaded
     data_uri: str  # s3://bucket/prefix the steps read
-    cache: Path  # MMM_CACHE_DIR the steps mirrored the bucket into
+    downloads: dict[str, int]  # GET requests per object path the steps made, through a proxy
+    sent: dict[str, int]  # bytes the S3 server sent per object path
     experiment: str
     model_name: str
     printed: list[str]  # what `mmm run` printed (the round table)
@@ -276,10 +278,10 @@ def pipeline_on_servers(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> ServerRun:
     """One tiny training pipeline (1 + 1 rounds, kfp.local) for the whole session: the dataset
-    read from the S3 server, the run logged to the MLflow server and its model registered
-    there (version 1, alias ``candidate``). Tests read what it left; none re-runs it. It is
-    the suite's only run of the training pipeline: each run costs a minute, most of it the
-    start-up of a dozen step processes."""
+    read from the S3 server (through a proxy that counts the downloads), the run logged to the
+    MLflow server and its model registered there (version 1, alias ``candidate``). Tests read
+    what it left; none re-runs it. It is the suite's only run of the training pipeline: each
+    run costs a minute, most of it the start-up of a dozen step processes."""
     import uuid
 
     from mmm_core.config import load_config
@@ -304,19 +306,28 @@ def pipeline_on_servers(
             f"tracking.model_name={model_name}",
         ],
     )
-    cache = folder / "cache"
     printed: list[str] = []
-    with pytest.MonkeyPatch.context() as env:  # what the step subprocesses inherit
-        env.setenv("MINIO_ENDPOINT", s3_server.endpoint)
+    proxy = CountingProxy(s3_server.endpoint)
+    with proxy, pytest.MonkeyPatch.context() as env:  # what the step subprocesses inherit
+        env.setenv("MINIO_ENDPOINT", proxy.endpoint)
         env.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
         env.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
         env.setenv("MINIO_SECURE", "0")
-        env.setenv("MMM_CACHE_DIR", str(cache))
+        env.setenv("MMM_CACHE_DIR", str(folder / "not-the-workspace"))  # (must stay unused)
         env.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
         env.delenv("MLFLOW_TRACKING_URI", raising=False)
         rows = run_local(cfg, folder / "run", echo=printed.append)
     return ServerRun(
-        cfg, rows, folder / "run", micro_dataset, data_uri, cache, experiment, model_name, printed
+        cfg,
+        rows,
+        folder / "run",
+        micro_dataset,
+        data_uri,
+        dict(proxy.downloads),
+        dict(proxy.sent),
+        experiment,
+        model_name,
+        printed,
     )
 
 

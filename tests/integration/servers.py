@@ -14,14 +14,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 __all__ = [
     "START_TIMEOUT_S",
+    "CountingProxy",
     "ServerProcess",
     "free_port",
     "free_ports",
@@ -159,3 +163,66 @@ def weed_server_argv(
         "-s3.port.lance=0",
     ]
     return argv, port["s3"]
+
+
+class CountingProxy:
+    """An HTTP proxy on 127.0.0.1 in front of an S3 server that counts object downloads.
+
+    Requests are passed on unchanged, Host header included, so that the clients' signatures
+    still verify. ``downloads[path]`` counts the GET requests for each object path (listing
+    requests, with a query string, are not counted); ``sent[path]`` the bytes returned. Use as
+    a context manager: it stops when the block ends.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        import http.client
+
+        self.downloads: Counter[str] = Counter()
+        self.sent: Counter[str] = Counter()
+        counts, sent, lock = self.downloads, self.sent, threading.Lock()
+        host, port = upstream.rsplit(":", 1)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                connection = http.client.HTTPConnection(host, int(port), timeout=60)
+                try:
+                    connection.request(self.command, self.path, body, dict(self.headers.items()))
+                    reply = connection.getresponse()
+                    data = reply.read()
+                finally:
+                    connection.close()
+                if self.command == "GET" and "?" not in self.path and reply.status < 300:
+                    with lock:
+                        counts[self.path] += 1
+                        sent[self.path] += len(data)
+                self.send_response(reply.status, reply.reason)
+                for key, value in reply.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward  # noqa: N815
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.endpoint = f"127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> CountingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)

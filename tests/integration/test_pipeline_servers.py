@@ -79,14 +79,25 @@ def test_mmm_train_and_mmm_run_write_identical_rows(pipeline_on_servers, tmp_pat
     assert comparable(run.rows) == comparable(in_process)
 
 
-def test_the_steps_read_the_bucket_byte_for_byte(pipeline_on_servers) -> None:
+def test_each_dataset_object_is_fetched_once_per_run(pipeline_on_servers) -> None:
+    """The steps that read images (start, extract, train, evaluate: 7 processes in 1 + 1
+    rounds) share the run's workspace, so the S3 server sends each dataset object once, whole.
+    No step mirrors into its own $MMM_CACHE_DIR."""
     run = pipeline_on_servers
-    files = sorted(p for p in run.dataset.rglob("*") if p.is_file())
+    files = {
+        f.relative_to(run.dataset).as_posix(): f for f in run.dataset.rglob("*") if f.is_file()
+    }
     bucket, prefix = run.data_uri.removeprefix("s3://").split("/", 1)
-    mirror = run.cache / "s3" / bucket / prefix
-    mirrored = sorted(p for p in mirror.rglob("*") if p.is_file())
-    assert [p.relative_to(mirror) for p in mirrored] == [p.relative_to(run.dataset) for p in files]
-    assert mirrored[len(files) // 2].read_bytes() == files[len(files) // 2].read_bytes()
+    base = f"/{bucket}/{prefix}/"
+    fetched = {path.removeprefix(base): n for path, n in run.downloads.items()}
+    print(f"{len(files)} objects, {sum(fetched.values())} downloads, max {max(fetched.values())}")
+    assert all(path.startswith(base) for path in run.downloads)
+    assert set(fetched) == set(files)
+    assert set(fetched.values()) == {1}
+    sizes = {path.removeprefix(base): n for path, n in run.sent.items()}
+    assert sizes == {key: path.stat().st_size for key, path in files.items()}
+    assert not (run.out.parent / "not-the-workspace").exists()
+    assert not (run.out / "pipeline_root" / "workspace").exists()  # kfp removed it
 
 
 def test_one_mlflow_run_with_params_metrics_and_artifacts(

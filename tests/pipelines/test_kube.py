@@ -52,6 +52,8 @@ def clean_env(monkeypatch):
     monkeypatch.delenv(kube.GPU_NODE_SELECTOR_VARIABLE, raising=False)
     monkeypatch.delenv(kube.GPU_TOLERATIONS_VARIABLE, raising=False)
     monkeypatch.delenv(kube.TRAIN_GPUS_VARIABLE, raising=False)
+    monkeypatch.delenv(kube.WORKSPACE_SIZE_VARIABLE, raising=False)
+    monkeypatch.delenv(kube.WORKSPACE_STORAGE_CLASS_VARIABLE, raising=False)
     return monkeypatch
 
 
@@ -148,6 +150,55 @@ def test_train_gpus_are_set_at_compile_time(tmp_path, clean_env) -> None:
         clean_env.setenv(kube.TRAIN_GPUS_VARIABLE, bad)
         with pytest.raises(ValueError, match="MMM_TRAIN_GPUS"):
             compile_tiny(tmp_path)
+
+
+def _cache_dirs(spec: dict) -> dict[str, set]:
+    """{step: the cache_dir values its tasks get} over the root and every nested DAG."""
+    found: dict[str, set] = {}
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    for dag in dags:
+        for task in dag["tasks"].values():
+            step = task["componentRef"]["name"].removeprefix("comp-").split("-op")[0]
+            value = task.get("inputs", {}).get("parameters", {}).get("cache_dir")
+            if value is not None:
+                found.setdefault(step, set()).add(value["runtimeValue"]["constant"])
+    return found
+
+
+def test_the_dataset_is_mirrored_into_the_runs_workspace(tmp_path, clean_env) -> None:
+    """Every step that reads images mirrors an s3:// dataset into the run's workspace (one
+    download per object per run); $MMM_WORKSPACE_SIZE=none compiles without a workspace."""
+    from pipelines.retrain import build_retrain_pipeline
+
+    spec, _ = compile_tiny(tmp_path)
+    platform = yaml.safe_load_all((tmp_path / "tiny.yaml").read_text())
+    workspace = list(platform)[1]["platforms"]["kubernetes"]["pipelineConfig"]["workspace"]
+    assert workspace == {"size": kube.DEFAULT_WORKSPACE_SIZE, "kubernetes": {"pvcSpecPatch": {}}}
+    cache = "{{$.workspace_path}}/mmm-cache"
+    assert _cache_dirs(spec) == {s: {cache} for s in ("start", "extract", "train", "evaluate")}
+    path = compile_pipeline(build_retrain_pipeline(1), tmp_path / "retrain.yaml")
+    retrain, _ = yaml.safe_load_all(path.read_text())
+    steps = ("ingest", "promote", "extract", "train", "evaluate")
+    assert _cache_dirs(retrain) == {s: {cache} for s in steps}
+
+    clean_env.setenv(kube.WORKSPACE_SIZE_VARIABLE, "20Gi")
+    clean_env.setenv(kube.WORKSPACE_STORAGE_CLASS_VARIABLE, "nfs-client")
+    compile_tiny(tmp_path)
+    platform = list(yaml.safe_load_all((tmp_path / "tiny.yaml").read_text()))[1]
+    assert platform["platforms"]["kubernetes"]["pipelineConfig"]["workspace"] == {
+        "size": "20Gi",
+        "kubernetes": {
+            "pvcSpecPatch": {"storageClassName": "nfs-client", "accessModes": ["ReadWriteMany"]}
+        },
+    }
+    clean_env.setenv(kube.WORKSPACE_SIZE_VARIABLE, "none")
+    spec, _ = compile_tiny(tmp_path)
+    platform = list(yaml.safe_load_all((tmp_path / "tiny.yaml").read_text()))[1]
+    assert "pipelineConfig" not in platform["platforms"]["kubernetes"]
+    assert _cache_dirs(spec) == {s: {""} for s in ("start", "extract", "train", "evaluate")}
+    clean_env.setenv(kube.WORKSPACE_SIZE_VARIABLE, "plenty")
+    with pytest.raises(ValueError, match="MMM_WORKSPACE_SIZE"):
+        compile_tiny(tmp_path)
 
 
 def test_parse_node_selector() -> None:
