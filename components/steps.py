@@ -62,7 +62,7 @@ def start_op(
     The MLflow run is tagged with the KFP run (id, name, pipeline); a retried start finds
     the run its first attempt made and goes on with it.
     """
-    from mmm_core.storage import use_cache_dir
+    from mmm_core.steps.cache import use_cache_dir
 
     use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
     from mmm_core.steps import start
@@ -125,7 +125,7 @@ def extract_op(
         from mmm_core.steps.ingest import skip_outputs
 
         return skip_outputs("extract", [features.path], metrics)
-    from mmm_core.storage import use_cache_dir
+    from mmm_core.steps.cache import use_cache_dir
 
     use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
     from mmm_core.steps import extract
@@ -203,7 +203,7 @@ def train_op(
         from mmm_core.steps.ingest import skip_outputs
 
         return skip_outputs("train", [new_checkpoint.path], metrics)
-    from mmm_core.storage import use_cache_dir
+    from mmm_core.steps.cache import use_cache_dir
 
     use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
     from mmm_core.steps import train
@@ -242,7 +242,7 @@ def evaluate_op(
         from mmm_core.steps.ingest import skip_outputs
 
         return skip_outputs("evaluate", [new_history.path, result.path], metrics)
-    from mmm_core.storage import use_cache_dir
+    from mmm_core.steps.cache import use_cache_dir
 
     use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
     from mmm_core.steps import evaluate
@@ -311,7 +311,7 @@ def ingest_op(
     """Count the images new since the last retraining; when enough, set up a warm start."""
     from collections import namedtuple
 
-    from mmm_core.storage import use_cache_dir
+    from mmm_core.steps.cache import use_cache_dir
 
     use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
 
@@ -351,7 +351,7 @@ def promote_op(
     cache_dir: str = "",
 ):
     """Evaluate new model and champion alike; register; promote if better; commit the state."""
-    from mmm_core.storage import use_cache_dir
+    from mmm_core.steps.cache import use_cache_dir
 
     use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
     from mmm_core.steps import promote

@@ -52,7 +52,6 @@ __all__ = [
     "read_bytes",
     "resolve_dataset_root",
     "upload_directory",
-    "use_cache_dir",
     "write_bytes",
 ]
 
@@ -194,13 +193,6 @@ def default_cache_dir() -> Path:
     """$MMM_CACHE_DIR, else ~/.cache/mmm."""
     configured = os.environ.get("MMM_CACHE_DIR", "")
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "mmm"
-
-
-def use_cache_dir(path: str) -> None:
-    """Mirror remote datasets into `path` from now on (sets $MMM_CACHE_DIR); "" changes
-    nothing. The pipeline steps get the run's workspace folder this way."""
-    if path:
-        os.environ["MMM_CACHE_DIR"] = path
 
 
 def _endpoint_of(client: Minio) -> str:
