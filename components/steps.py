@@ -267,8 +267,14 @@ def register_op(
     checkpoint: Input[Artifact],
     history: Input[Artifact],
     metrics: Output[Metrics],
+    cache_dir: str = "",
 ):
-    """Log the final model and history to the run's MLflow run; register it as "candidate"."""
+    """Log the final model (an MLflow Model) and the history to the run's MLflow run; register
+    it as "candidate"; make it "champion" when the promotion rule says so (evaluating it and
+    the champion when there is one)."""
+    from mmm_core.steps.cache import use_cache_dir
+
+    use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
     from mmm_core.steps import register
     from mmm_core.steps.common import log_kfp_metrics
 
@@ -340,6 +346,7 @@ def ingest_op(
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def promote_op(
     min_improvement: float,
+    promote_without_champion: bool,
     config: Input[Artifact],
     decision: Input[Artifact],
     snapshot: Input[Artifact],
@@ -366,5 +373,6 @@ def promote_op(
         history.path,
         result.path,
         min_improvement=min_improvement,
+        allow_first=promote_without_champion,
     )
     log_kfp_metrics(metrics, values)

@@ -295,6 +295,10 @@ class TrackingConfig:
     experiment: str = "mmm-vi-reid"
     model_name: str = "mmm-vi-reid"  # registered model name in the MLflow model registry
     run_id: str = ""  # set by the start step: every later step logs to this MLflow run
+    # The promotion rule at the end of a run (mmm_core.engine.champion): the registered model
+    # becomes alias "champion" when there is none (a full run) or when it beats the champion,
+    # both re-evaluated now. false: register as "candidate" only.
+    promote: bool = True
 
 
 @dataclass(frozen=True)

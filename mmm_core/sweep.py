@@ -16,7 +16,9 @@ The points are the cartesian product of the grid lists, the first key varying sl
 point's config is built through `mmm_core.config` (base files, ``base.set``, the command's
 ``--set``, then the point's values), so an unknown key or a bad value is rejected before
 anything runs, with the grid file and the key named. A key may be swept or fixed, not both;
-``tracking.enabled``, ``tracking.experiment`` and ``tracking.run_id`` belong to the sweep.
+``tracking.enabled``, ``tracking.experiment``, ``tracking.run_id`` and ``tracking.promote``
+belong to the sweep (a point's model is registered as ``candidate``, never promoted: pick the
+winner from the leaderboard).
 Config paths are relative to the current directory (the repository root, which is also the
 working directory of the pipeline image).
 
@@ -96,7 +98,7 @@ log = logging.getLogger(__name__)
 GRID_FILE_KEYS = ("base", "grid", "experiment", "metric")
 BASE_KEYS = ("config", "set")
 # Set by the sweep itself for every point; a grid or `set` may not touch them.
-SWEEP_KEYS = ("tracking.enabled", "tracking.experiment", "tracking.run_id")
+SWEEP_KEYS = ("tracking.enabled", "tracking.experiment", "tracking.run_id", "tracking.promote")
 ROUND_KEYS = ("train.stage1_rounds", "train.stage2_rounds")
 DEFAULT_METRIC = "mAP"
 TAG_SWEEP = "mmm.sweep"

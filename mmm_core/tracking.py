@@ -32,6 +32,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -195,6 +196,7 @@ class Tracker(Protocol):
         name: str = "model",
         *,
         metadata: Mapping[str, Any] | None = None,
+        config_path: str | os.PathLike[str] | None = None,
     ) -> str: ...
 
     def register_model(
@@ -259,6 +261,7 @@ class NullTracker:
         name: str = "model",
         *,
         metadata: Mapping[str, Any] | None = None,
+        config_path: str | os.PathLike[str] | None = None,
     ) -> str:
         return ""
 
@@ -534,19 +537,35 @@ class MlflowTracker:
         name: str = "model",
         *,
         metadata: Mapping[str, Any] | None = None,
+        config_path: str | os.PathLike[str] | None = None,
     ) -> str:
-        """Upload the checkpoint file to artifact folder `name` of the run (with `metadata` as
-        ``metadata.json`` beside it); return its ``runs:/<run id>/<name>`` URI."""
+        """Log the checkpoint as an MLflow Model in artifact folder `name` of the run; return
+        its ``runs:/<run id>/<name>`` URI.
+
+        A pyfunc model served by `mmm_core.serving` (``loader_module``): ``data/files/`` holds
+        the checkpoint as ``checkpoint.pt`` and the config as ``config.yaml`` (needed to load
+        it); ``MLmodel`` holds the `metadata` and, when it names ``feature_dim``, the
+        signature: columns ``image`` (binary) and ``modality`` (string) in,
+        ``(-1, feature_dim)`` float32 out.
+        """
         checkpoint_path = Path(checkpoint_path)
         if not checkpoint_path.is_file():
             raise FileNotFoundError(f"no checkpoint to log at {checkpoint_path}")
         run_id = self._require_run()
-        self.log_artifact(checkpoint_path, name)
-        if metadata:
-            with tempfile.TemporaryDirectory() as folder:
-                meta = Path(folder) / "metadata.json"
-                meta.write_text(json.dumps(_plain(dict(metadata)), indent=1, default=str) + "\n")
-                self.log_artifact(meta, name)
+        with tempfile.TemporaryDirectory() as folder:
+            data = Path(folder) / "files"
+            data.mkdir()
+            # a hard link where the file system allows: checkpoints are large
+            try:
+                os.link(checkpoint_path, data / "checkpoint.pt")
+            except OSError:
+                shutil.copyfile(checkpoint_path, data / "checkpoint.pt")
+            if config_path is not None:
+                shutil.copyfile(config_path, data / "config.yaml")
+            model_dir = Path(folder) / name
+            _save_pyfunc(model_dir, data, dict(metadata or {}))
+            with self._errors(f"logging model {name!r}") as client:
+                client.log_artifacts(run_id, str(model_dir), name)
         return f"runs:/{run_id}/{name}"
 
     def register_model(
@@ -624,6 +643,41 @@ class MlflowTracker:
 
             local = download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=self.uri)
         return Path(local)
+
+
+def _save_pyfunc(model_dir: Path, data: Path, metadata: dict[str, Any]) -> None:
+    """Write an MLflow pyfunc model whose loader is `mmm_core.serving` into `model_dir`."""
+    import mlflow.pyfunc
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    signature = None
+    if "feature_dim" in metadata:
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("binary", "image"), ColSpec("string", "modality")]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, int(metadata["feature_dim"])))]),
+        )
+    import torch
+    import torchvision
+
+    requirements = [
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"torchvision=={torchvision.__version__.split('+')[0]}",
+        "numpy",
+        "pillow",
+        "pyyaml",
+    ]
+    with warnings.catch_warnings():  # (an input example would be an image: none is given)
+        warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+        mlflow.pyfunc.save_model(
+            path=str(model_dir),
+            loader_module="mmm_core.serving",
+            data_path=str(data),
+            signature=signature,
+            metadata=_plain(metadata),
+            pip_requirements=requirements,
+        )
 
 
 # --------------------------------------------------------------------------- outages

@@ -69,6 +69,7 @@ def build_retrain_pipeline(
         min_new_images: int = 100,
         state_uri: str = "",
         min_improvement: float = 0.0,
+        promote_without_champion: bool = False,
         model_name: str = "",
         mlflow_experiment: str = "",
         data_trial: str = "",
@@ -101,6 +102,9 @@ def build_retrain_pipeline(
                 <data_root>/.mmm/retrain-<model name>.json. Needs write access.
             min_improvement: promote to champion only when the new mAP exceeds the
                 champion's (both evaluated now, same test set and trials) by more than this.
+            promote_without_champion: with no champion yet, make this stage-2-only run (from
+                the config's initial weights) the first champion; off: only a full training
+                run founds the champion line.
             model_name: registered model whose champion is warm-started from and promoted;
                 empty = config's.
             mlflow_experiment: MLflow experiment of the run; empty = config's.
@@ -161,6 +165,7 @@ def build_retrain_pipeline(
         )
         promote = promote_op(
             min_improvement=min_improvement,
+            promote_without_champion=promote_without_champion,
             config=config,
             decision=ingest.outputs["decision"],
             snapshot=ingest.outputs["snapshot"],

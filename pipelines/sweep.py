@@ -94,6 +94,7 @@ def run_local_sweep(
         folder.mkdir(parents=True, exist_ok=True)
         settings = [
             "tracking.enabled=true",
+            "tracking.promote=false",  # a point is registered, never promoted
             override("tracking.uri", tracking.uri),
             override("tracking.experiment", tracking.experiment),
             override("tracking.run_id", run_id),
@@ -216,7 +217,8 @@ def submit_points(
     parameters = {rounds: pipeline_parameters(path) for rounds, path in packages.items()}
 
     def submit(point: Point, cfg: Config, run_id: str) -> Submission:
-        extra = ["tracking.enabled=true", override("tracking.experiment", sweep.experiment)]
+        extra = ["tracking.enabled=true", "tracking.promote=false"]  # points are not promoted
+        extra.append(override("tracking.experiment", sweep.experiment))
         if run_id:
             extra.append(override("tracking.run_id", run_id))
         arguments = host_arguments(sweep, point, extra)

@@ -52,7 +52,7 @@ __all__ = [
     "chain_rounds",
 ]
 
-GPU_STEPS = ("extract", "train", "evaluate")
+GPU_STEPS = ("extract", "train", "evaluate", "register")
 ACCELERATOR = "nvidia.com/gpu"
 RESOURCES = {
     "start": {"cpu": "2", "memory": "8G"},
@@ -61,7 +61,7 @@ RESOURCES = {
     "match": {"cpu": "4", "memory": "16G"},
     "train": {"cpu": "8", "memory": "32G"},
     "evaluate": {"cpu": "4", "memory": "16G"},
-    "register": {"cpu": "1", "memory": "2G"},
+    "register": {"cpu": "4", "memory": "16G"},  # it may evaluate two models (promotion)
     "finish": {"cpu": "1", "memory": "2G"},
 }
 CACHED = {"start": False, "extract": True, "cluster": True, "match": True, "train": False}
@@ -386,8 +386,10 @@ def build_training_pipeline(
                 start.outputs["checkpoint"],
                 start.outputs["history"],
             )
-            register = register_op(config=config, checkpoint=checkpoint, history=history)
-            apply_resources(register, "register", "register model")
+            register = register_op(
+                config=config, checkpoint=checkpoint, history=history, cache_dir=cache_dir
+            )
+            apply_resources(register, "register", "register and promote")
         return None if exit_handler else history
 
     if exit_handler:  # (KFP's pipeline outputs come from the signature's return type)

@@ -403,14 +403,14 @@ def test_host_sweep_submits_one_run_per_point_and_ranks_on_wait(tmp_path, tiny_p
         assert arguments["tracking_enabled"] == "true"
         assert arguments["mlflow_experiment"] == "mmm-sweep-x"
         assert arguments["iters_per_round"] == "3"
-        assert arguments["overrides"] == [f"tracking.run_id={run_id}"]
+        assert arguments["overrides"] == ["tracking.promote=false", f"tracking.run_id={run_id}"]
         # what the start step resolves from these arguments (as components/steps.py does)
         named = {k: v for k, v in arguments.items() if k in PARAMETER_KEYS}
         items = parameter_overrides(named, (1, 1)) + arguments["overrides"]
         resolved = load_config(arguments["config_file"], items)
         assert resolved == sweep.point_configs[point.index].replace(
             **{"tracking.enabled": True, "tracking.experiment": "mmm-sweep-x",
-               "tracking.run_id": run_id}
+               "tracking.run_id": run_id, "tracking.promote": False}
         )  # fmt: skip
 
     submitted = json.loads((tmp_path / "submissions.json").read_text())
@@ -432,7 +432,7 @@ def test_host_sweep_without_tracking_or_wait_only_submits(tmp_path, tiny_package
                           packages=tiny_packages, echo=lambda _line: None) is None  # fmt: skip
     assert client.waited == [] and len(client.runs) == 4
     for run in client.runs.values():
-        assert run["arguments"]["overrides"] == []
+        assert run["arguments"]["overrides"] == ["tracking.promote=false"]  # points never promote
         assert run["arguments"]["iters_per_round"] == "3"
         assert run["arguments"]["mlflow_experiment"] == "mmm-sweep-grid"
 
@@ -483,6 +483,7 @@ def test_local_sweep_runs_points_in_parallel_and_reads_their_history(tmp_path, m
     assert tracking.failed == ["r1"]
     assert settings[2] == [
         "tracking.enabled=true",
+        "tracking.promote=false",
         "tracking.uri=sqlite:////x/mlflow.db",
         "tracking.experiment=exp",
         "tracking.run_id=r2",

@@ -131,6 +131,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                 default=0.0,
                 help="promote only when mAP beats the champion's by more than this",
             )
+            step.add_argument(
+                "--promote-without-champion",
+                action="store_true",
+                help="with no champion yet, promote this stage-2-only run all the same",
+            )
         for flag, help_text in ARGUMENTS[name]:
             step.add_argument(flag, required=True, help=help_text)
         if name in ROUND_STEPS:
@@ -159,7 +164,11 @@ def main(args: argparse.Namespace) -> int:
         )
     elif args.step == "promote":
         positional = [values[flag[2:].replace("-", "_")] for flag, _ in ARGUMENTS["promote"]]
-        metrics = module.run(*positional, min_improvement=args.min_improvement)
+        metrics = module.run(
+            *positional,
+            min_improvement=args.min_improvement,
+            allow_first=args.promote_without_champion,
+        )
     else:
         positional = [values[flag[2:].replace("-", "_")] for flag, _ in ARGUMENTS[args.step]]
         if args.step in ROUND_STEPS:

@@ -45,6 +45,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+REGISTERED_VERSION = "registered_version"  # run metric: the model version the run registered
+PROMOTED = "promotion/promoted"  # run metric: 1 when the run's model became champion
+
 # The tracking state of a run folder: the MLflow run id and the backlog of an outage.
 TRACKING_STATE = "tracking.json"
 
@@ -281,20 +284,55 @@ def finish_run(
     checkpoint: str | Path,
     alias: str = "candidate",
     extra: Iterable[str | Path] = (),
+    promote: bool = True,
 ) -> str | None:
-    """Log the config, the history and the `extra` files that exist, log the final model,
-    register it under ``tracking.model_name`` with `alias`, end the tracking run.
+    """Log the config, the history and the `extra` files that exist, log the final model (an
+    MLflow pyfunc model that `mmm_core.serving` serves: features from images), register it
+    under ``tracking.model_name`` with `alias`, apply the promotion rule
+    (`mmm_core.engine.champion`, when `promote` and ``tracking.promote``), end the run.
 
+    Called again for the same run (a retried register step, ``mmm train --resume``), it
+    registers nothing new and decides nothing twice: the version and the decision are
+    recorded as run metrics (`REGISTERED_VERSION`, ``promotion/promoted``).
     Returns the registered version, or None when tracking is off.
     """
     if not tracker.enabled:
         return None
-    tracker.log_artifact(config)
-    tracker.log_artifact(history, "history")
-    for path in extra:
-        if Path(path).exists():
-            tracker.log_artifact(path)
-    tracker.log_model(checkpoint, "model")
-    version = tracker.register_model(cfg.tracking.model_name, alias)
+    recorded = tracker.get_run_metrics()
+    if REGISTERED_VERSION in recorded:
+        version = str(int(recorded[REGISTERED_VERSION]))
+        log.info("version %s was registered by an earlier attempt", version)
+    else:
+        tracker.log_artifact(config)
+        tracker.log_artifact(history, "history")
+        for path in extra:
+            if Path(path).exists():
+                tracker.log_artifact(path)
+        from mmm_core.engine.checkpoint import load_checkpoint
+        from mmm_core.serving import model_metadata
+
+        feature_dim = load_checkpoint(checkpoint).feature_dim
+        metadata = model_metadata(cfg, feature_dim) if feature_dim else {}
+        tracker.log_model(checkpoint, "model", metadata=metadata, config_path=config)
+        version = tracker.register_model(cfg.tracking.model_name, alias)
+        tracker.log_metrics({REGISTERED_VERSION: float(version)}, step=0)
+    if promote and cfg.tracking.promote and PROMOTED not in recorded:
+        from mmm_core.engine.champion import CHAMPION, decide
+
+        decision = decide(cfg, tracker, checkpoint, log_to=tracker)
+        if decision.promote:
+            tracker.set_alias(cfg.tracking.model_name, CHAMPION, version)
+        log.info(
+            "%s v%s: %s",
+            "champion is now" if decision.promote else "not promoted:",
+            version,
+            decision.reason,
+        )
+        numbers = {
+            PROMOTED: float(decision.promote),
+            "promotion/new_mAP": decision.new_score,
+            "promotion/champion_mAP": decision.champion_score,
+        }
+        tracker.log_metrics(numbers, step=0)
     tracker.end("FINISHED")
     return version

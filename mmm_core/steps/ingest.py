@@ -55,6 +55,7 @@ from typing import Any
 
 from mmm_core import storage
 from mmm_core.data.manifest import IMAGE_SUFFIXES
+from mmm_core.engine.champion import CHAMPION, champion_checkpoint
 
 __all__ = [
     "CHAMPION",
@@ -76,7 +77,6 @@ log = logging.getLogger(__name__)
 
 STATE_FOLDER = ".mmm"
 STATE_VERSION = 1
-CHAMPION = "champion"
 
 
 # --------------------------------------------------------------------------- pure decisions
@@ -275,17 +275,6 @@ def skip_outputs(step: str, output_paths: Sequence[str | Path], metrics: Any) ->
 # --------------------------------------------------------------------------- the step
 
 
-def _champion_checkpoint(folder: Path) -> Path:
-    """The checkpoint file among a downloaded model version's files."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "metadata.json")
-    if len(files) != 1:
-        raise ValueError(
-            f"expected one checkpoint file in the champion's model files, found "
-            f"{[p.name for p in files]}"
-        )
-    return files[0]
-
-
 def _warm_start(cfg: Any, tracker: Any, out_checkpoint: str | Path) -> None:
     """Replace the initial checkpoint by the champion's weights (fresh optimiser, round 0)."""
     from mmm_core.engine.checkpoint import TrainingState, load_checkpoint, save_checkpoint
@@ -293,7 +282,7 @@ def _warm_start(cfg: Any, tracker: Any, out_checkpoint: str | Path) -> None:
     name = cfg.tracking.model_name
     with tempfile.TemporaryDirectory() as folder:
         files = tracker.download_model(name, CHAMPION, folder)
-        champion = load_checkpoint(_champion_checkpoint(Path(files)))
+        champion = load_checkpoint(champion_checkpoint(Path(files)))
     if champion.arch and champion.arch != cfg.model.arch:
         raise ValueError(
             f"the champion of {name!r} is a {champion.arch} but the config builds a "

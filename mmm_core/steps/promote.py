@@ -9,10 +9,12 @@ the trials. The champion's mAP stored in its own MLflow run is *not* used: it wa
 the test set of its day, possibly with other evaluation settings; re-evaluating costs one
 evaluation and makes the two numbers comparable by construction.
 
-The rule: promote when there is no champion yet, or when ``new > champion + min_improvement``
-(a tie keeps the champion). If alias ``champion`` moved while the run was going (it no longer
-points at the version the run started from), nothing is promoted: the comparison would be
-against the wrong model.
+The rule is the one of `mmm_core.engine.champion`: promote when ``new > champion +
+min_improvement`` (a tie keeps the champion). A retraining is stage-2-only, so without a
+champion (nothing to warm-start from, initial weights) it becomes the first one only with
+``allow_first`` (the pipeline's ``promote_without_champion``). If alias ``champion`` moved
+while the run was going (it no longer points at the version the run started from), nothing
+is promoted: the comparison would be against the wrong model.
 
 In order: evaluate both; log ``retrain/new_mAP``, ``retrain/champion_mAP``,
 ``retrain/promoted`` and the decision to the run's MLflow run (both evaluation files as
@@ -36,25 +38,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mmm_core.steps.ingest import CHAMPION, Decision
+from mmm_core.engine.champion import CHAMPION, METRIC, first_champion_allowed, should_promote
+from mmm_core.steps.ingest import Decision
 
 __all__ = ["METRIC", "run", "should_promote"]
 
 log = logging.getLogger(__name__)
 
-METRIC = "mAP"
 CANDIDATE = "candidate"
 VERSION_METRIC = "retrain/registered_version"
-
-
-def should_promote(
-    new_score: float, champion_score: float | None, min_improvement: float = 0.0
-) -> bool:
-    """Whether the new model replaces the champion: no champion, or a strict improvement of
-    more than `min_improvement` (scores of the same metric on the same protocol)."""
-    if champion_score is None:
-        return True
-    return new_score > champion_score + min_improvement
 
 
 def _weights_only(checkpoint_path: str | Path, out: Path) -> Path:
@@ -91,6 +83,7 @@ def run(
     out_result: str | Path,
     *,
     min_improvement: float = 0.0,
+    allow_first: bool = False,
 ) -> dict[str, Any]:
     """Compare, register, promote, commit; returns (and writes to `out_result`) the result.
 
@@ -140,13 +133,11 @@ def run(
             f"{CHAMPION} moved during the run (v{decision.champion_version or '-'} -> "
             f"v{current_version}): not promoting against a model this run was not compared with"
         )
+    elif champion_score is None:  # (a retraining is stage-2-only: it needs `allow_first`)
+        promote, reason = first_champion_allowed(cfg, allow_first)
     elif should_promote(new_score, champion_score, min_improvement):
         promote = True
-        reason = (
-            "first retraining: no champion yet"
-            if champion_score is None
-            else f"{METRIC} {new_score:.4f} > champion {champion_score:.4f} + {min_improvement}"
-        )
+        reason = f"{METRIC} {new_score:.4f} > champion {champion_score:.4f} + {min_improvement}"
     else:
         promote = False
         reason = f"{METRIC} {new_score:.4f} <= champion {champion_score:.4f} + {min_improvement}"
@@ -168,7 +159,10 @@ def run(
     else:
         with tempfile.TemporaryDirectory() as folder:
             weights = _weights_only(checkpoint_path, Path(folder) / "checkpoint.pt")
-            version = register.run(config_path, weights, history_path, CANDIDATE)["version"]
+            registered_now = register.run(
+                config_path, weights, history_path, CANDIDATE, promote=False
+            )
+            version = registered_now["version"]
         tracker.resume(cfg.tracking.run_id)  # register ended the run
         tracker.log_metrics({VERSION_METRIC: float(version)}, step=decision.rounds)
     if promote:

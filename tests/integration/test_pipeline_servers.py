@@ -130,14 +130,69 @@ def test_the_model_is_registered_and_downloadable(
     run_id = the_run.info.run_id
     version = reader.get_model_version_by_alias(pipeline_on_servers.model_name, "candidate")
     assert (version.version, version.run_id) == ("1", run_id)
+    # a full training run and no champion yet: the promotion rule makes it the first
+    champion = reader.get_model_version_by_alias(pipeline_on_servers.model_name, "champion")
+    assert champion.version == "1" and the_run.data.metrics["promotion/promoted"] == 1.0
     final_checkpoint = max(
         (pipeline_on_servers.out / "pipeline_root").glob("*/train-op*/new_checkpoint"),
         key=lambda p: p.stat().st_mtime,
     )
     tracker = make_tracker(True, mlflow_server.uri, pipeline_on_servers.experiment)
     folder = tracker.download_model(pipeline_on_servers.model_name, "candidate", tmp_path / "d")
-    assert (folder / final_checkpoint.name).read_bytes() == final_checkpoint.read_bytes()
+    stored = folder / "data" / "files"  # an MLflow Model: MLmodel, data/files/...
+    assert (stored / "checkpoint.pt").read_bytes() == final_checkpoint.read_bytes()
+    assert (folder / "MLmodel").is_file() and (stored / "config.yaml").is_file()
     if mlflow_server.artifact_store == "s3":  # the server keeps the files in the S3 bucket
         bucket = mlflow_server.artifact_root.removeprefix("s3://").split("/", 1)[0]
         keys = [o.object_name for o in s3_server.client().list_objects(bucket, recursive=True)]
-        assert any(f"/{run_id}/artifacts/model/{final_checkpoint.name}" in k for k in keys)
+        assert any(f"/{run_id}/artifacts/model/data/files/checkpoint.pt" in k for k in keys)
+
+
+def test_the_registered_model_serves_features(pipeline_on_servers, mlflow_server) -> None:
+    """``mlflow.pyfunc.load_model("models:/NAME@ALIAS")``: image files and their modality in,
+    the evaluation's features out (L2-normalised, the same numbers as the evaluation's own
+    extraction with the final checkpoint)."""
+    import mlflow
+    import pandas as pd
+    import torch
+
+    from mmm_core.engine.build import build_network, make_extractor
+    from mmm_core.engine.checkpoint import load_checkpoint
+
+    run = pipeline_on_servers
+    mlflow.set_tracking_uri(mlflow_server.uri)
+    mlflow.set_registry_uri(mlflow_server.uri)
+    model = mlflow.pyfunc.load_model(f"models:/{run.model_name}@champion")
+    metadata = model.metadata.metadata
+    cfg = run.cfg
+    assert metadata["input_size"] == [cfg.data.height, cfg.data.width]
+    assert metadata["width"] == cfg.model.width and metadata["feature_dim"] == 8 * cfg.model.width
+    assert "ImageNet" in metadata["preprocessing"] and metadata["flip_average"] is True
+
+    # SYSU-MM01 layout: cameras 3 and 6 are infrared
+    paths = {
+        "visible": sorted(run.dataset.glob("cam1/*/*.jpg"))[:3],
+        "infrared": sorted(run.dataset.glob("cam3/*/*.jpg"))[:3],
+    }
+    rows = [(p, m) for m in paths for p in paths[m]]
+    frame = pd.DataFrame(
+        {"image": [p.read_bytes() for p, _ in rows], "modality": [m for _, m in rows]}
+    )
+    features = model.predict(frame)
+    assert features.shape == (len(rows), metadata["feature_dim"])
+    assert features.dtype == np.float32
+    assert np.allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
+
+    final = max(
+        (run.out / "pipeline_root").glob("*/train-op*/new_checkpoint"),
+        key=lambda p: p.stat().st_mtime,
+    )
+    network = build_network(cfg.replace(**{"model.pretrained": "none"}), torch.device("cpu"))
+    network.load_state_dict(load_checkpoint(final).model)
+    extract = make_extractor(cfg, network, torch.device("cpu"))
+    for modality in ("visible", "infrared"):
+        expected = extract([str(p) for p in paths[modality]], modality)
+        got = features[[i for i, (_, m) in enumerate(rows) if m == modality]]
+        assert np.abs(got - expected).max() < 1e-4, modality
+    with pytest.raises(Exception, match="modality"):
+        model.predict(frame.assign(modality=["thermal"] * len(rows)))

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mmm_core.tracking import (
     MAX_PARAM_VALUE_LENGTH,
@@ -121,8 +122,11 @@ def test_model_registry_with_champion_alias(mlflow_server, reader, experiment, t
     assert found.source.endswith("/model")
 
     folder = tracker.download_model(name, "champion", tmp_path / "download")
-    assert (folder / "checkpoint.pt").read_bytes() == checkpoint.read_bytes()
-    assert '"arch": "agw"' in (folder / "metadata.json").read_text()
+    assert (folder / "data" / "files" / "checkpoint.pt").read_bytes() == checkpoint.read_bytes()
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())  # an MLflow Model
+    assert mlmodel["metadata"] == {"arch": "agw", "R1": 0.42}
+    assert mlmodel["flavors"]["python_function"]["loader_module"] == "mmm_core.serving"
+    assert "signature" not in mlmodel or mlmodel["signature"] is None  # no feature_dim given
 
     # a second version: registered without the alias, promoted explicitly
     assert tracker.register_model(name) == "2"

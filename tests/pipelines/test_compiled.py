@@ -75,7 +75,7 @@ def training_tasks(spec: dict) -> dict[str, dict]:
 def steps(spec: dict) -> list[tuple[str, dict]]:
     """(step, task) of every step: the exit task, the training's own tasks (start, register),
     and the five tasks of the one round definition that every round task runs."""
-    names = {"register model": "register", "mark the MLflow run if the run failed": "finish"}
+    names = {"register and promote": "register", "mark the MLflow run if the run failed": "finish"}
     out = []
     dags = [spec["root"]["dag"]["tasks"], training_tasks(spec)]
     dags.append(spec["components"]["comp-mmm-round"]["dag"]["tasks"])
@@ -92,7 +92,7 @@ def test_every_round_runs_the_one_round_definition(name: str, rounds: int) -> No
     spec = load(name)
     tasks = training_tasks(spec)
     names = [t["taskInfo"]["name"] for t in tasks.values()]
-    assert names.count("start") == 1 and names.count("register model") == 1
+    assert names.count("start") == 1 and names.count("register and promote") == 1
     assert len(tasks) == 2 + rounds
     round_tasks = [t for t in tasks.values() if t["taskInfo"]["name"].startswith("round ")]
     assert {t["componentRef"]["name"] for t in round_tasks} == {"comp-mmm-round"}
@@ -152,7 +152,7 @@ def test_gpu_steps_ask_for_an_accelerator_and_cpu_steps_do_not() -> None:
         name = step
         resources = _executor_of(spec, task)["container"]["resources"]
         found.add(step)
-        if step in ("extract", "train", "evaluate"):
+        if step in ("extract", "train", "evaluate", "register"):
             assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu", name
             assert int(resources["accelerator"]["resourceCount"]) == 1, name
         else:

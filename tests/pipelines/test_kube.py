@@ -11,8 +11,8 @@ from pipelines import kube
 from pipelines.compact import compile_pipeline
 from pipelines.training import build_training_pipeline
 
-GPU = ("extract", "train", "evaluate")
-CPU = ("start", "cluster", "match", "register", "finish")
+GPU = ("extract", "train", "evaluate", "register")
+CPU = ("start", "cluster", "match", "finish")
 DEFAULT_SELECTOR = {"nvidia.com/gpu.present": "true"}
 DEFAULT_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 CONFIG_MAP_ENV = [
@@ -82,7 +82,7 @@ def test_every_task_gets_the_configmap_and_secret_env(tmp_path, clean_env) -> No
 def test_gpu_steps_go_to_gpu_nodes_and_cpu_steps_do_not(tmp_path, clean_env) -> None:
     _, by_step = compile_tiny(tmp_path)
     for step in GPU:
-        assert len(by_step[step]) == 2  # one per round
+        assert len(by_step[step]) == (1 if step == "register" else 2)  # one per round
         for executor in by_step[step]:
             assert executor["nodeSelector"] == {"labels": DEFAULT_SELECTOR}, step
             assert executor["tolerations"] == DEFAULT_TOLERATIONS, step
@@ -175,7 +175,7 @@ def test_the_dataset_is_mirrored_into_the_runs_workspace(tmp_path, clean_env) ->
     workspace = list(platform)[1]["platforms"]["kubernetes"]["pipelineConfig"]["workspace"]
     assert workspace == {"size": kube.DEFAULT_WORKSPACE_SIZE, "kubernetes": {"pvcSpecPatch": {}}}
     cache = "{{$.workspace_path}}/mmm-cache"
-    assert _cache_dirs(spec) == {s: {cache} for s in ("start", "extract", "train", "evaluate")}
+    assert _cache_dirs(spec) == {s: {cache} for s in ("start", "extract", "train", "evaluate", "register")}
     path = compile_pipeline(build_retrain_pipeline(1), tmp_path / "retrain.yaml")
     retrain, _ = yaml.safe_load_all(path.read_text())
     steps = ("ingest", "promote", "extract", "train", "evaluate")
@@ -195,7 +195,7 @@ def test_the_dataset_is_mirrored_into_the_runs_workspace(tmp_path, clean_env) ->
     spec, _ = compile_tiny(tmp_path)
     platform = list(yaml.safe_load_all((tmp_path / "tiny.yaml").read_text()))[1]
     assert "pipelineConfig" not in platform["platforms"]["kubernetes"]
-    assert _cache_dirs(spec) == {s: {""} for s in ("start", "extract", "train", "evaluate")}
+    assert _cache_dirs(spec) == {s: {""} for s in ("start", "extract", "train", "evaluate", "register")}
     clean_env.setenv(kube.WORKSPACE_SIZE_VARIABLE, "plenty")
     with pytest.raises(ValueError, match="MMM_WORKSPACE_SIZE"):
         compile_tiny(tmp_path)

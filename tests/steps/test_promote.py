@@ -1,4 +1,5 @@
-"""The promote step: the comparison rule, the skip path, and promotion against a real registry."""
+"""The promote step: the skip path, and promotion against a real registry (the rule itself:
+tests/engine/test_champion.py)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,6 @@ import pytest
 
 from mmm_core.steps import ingest, promote
 from mmm_core.steps.ingest import Decision, read_state
-
-
-@pytest.mark.parametrize(
-    "new,champion,margin,expected",
-    [
-        (0.30, None, 0.0, True),  # no champion: the first model is promoted
-        (0.30, 0.20, 0.0, True),
-        (0.20, 0.20, 0.0, False),  # a tie keeps the champion
-        (0.19, 0.20, 0.0, False),
-        (0.25, 0.20, 0.05, False),  # must beat by more than the margin
-        (0.26, 0.20, 0.05, True),
-        (0.15, 0.20, -0.1, True),  # a negative margin accepts a small loss
-    ],
-)
-def test_should_promote(new: float, champion: float | None, margin: float, expected: bool) -> None:
-    assert promote.should_promote(new, champion, margin) is expected
 
 
 def _decision(tmp_path: Path, train: bool) -> Path:
@@ -95,7 +80,9 @@ class Retraining:
         ingest.run([self.base], [], 1, min_new_images, self.state_uri, *paths.values())
         return paths
 
-    def promote(self, paths: dict[str, Path], min_improvement: float = 0.0) -> dict:
+    def promote(
+        self, paths: dict[str, Path], min_improvement: float = 0.0, allow_first: bool = False
+    ) -> dict:
         p = paths
         return promote.run(
             p["config"],
@@ -106,6 +93,7 @@ class Retraining:
             p["history"],
             p["decision"].parent / "result.json",
             min_improvement=min_improvement,
+            allow_first=allow_first,
         )
 
 
@@ -127,23 +115,31 @@ def test_promotion_against_a_registry(tmp_path: Path, micro_config, monkeypatch)
     def champion() -> str:
         return str(client.get_model_version_by_alias("tiny", "champion").version)
 
-    # 1. No champion: the first model is promoted; the snapshot becomes the state.
+    # 1. No champion: a retraining (stage-2-only, from initial weights) is registered but
+    #    does not become the first champion; its images are consumed all the same.
     first = retraining.ingest(min_new_images=1)
     result = retraining.promote(first)
-    assert result["promoted"] == 1 and result["champion_mAP"] is None
-    assert result["version"] == champion() == "1"
+    assert result["promoted"] == 0 and result["champion_mAP"] is None
+    assert "promote_without_champion" in result["reason"] and result["version"] == "1"
+    assert set(client.get_registered_model("tiny").aliases) == {"candidate"}  # no champion
     snapshot = json.loads(first["snapshot"].read_text())
     state = read_state(retraining.state_uri)
     assert state["images"] == snapshot["images"] and state["model_version"] == "1"
-    run = client.get_run(Decision.read(first["decision"]).run_id)
+
+    # 1b. Asked for (promote_without_champion), it founds the line; the snapshot is the state.
+    founding = retraining.ingest(min_new_images=0)
+    result = retraining.promote(founding, allow_first=True)
+    assert result["promoted"] == 1 and result["champion_mAP"] is None
+    assert result["version"] == champion() == "2"
+    run = client.get_run(Decision.read(founding["decision"]).run_id)
     assert run.info.status == "FINISHED"
     assert run.data.metrics["retrain/promoted"] == 1.0
     assert run.data.metrics["retrain/new_mAP"] == pytest.approx(result["new_mAP"])
     assert run.data.params["retrain.decision"] == "promoted"
     # A retried step registers nothing new.
-    again = retraining.promote(first)
-    assert again["version"] == "1" and again["promoted"] == 1
-    assert len(client.search_model_versions("name='tiny'")) == 1
+    again = retraining.promote(founding, allow_first=True)
+    assert again["version"] == "2" and again["promoted"] == 1
+    assert len(client.search_model_versions("name='tiny'")) == 2
 
     # 2. Nothing new (0 forces the run); the new model has the champion's weights: both are
     #    evaluated on the same protocol, so the scores are equal and the tie keeps v1.
@@ -152,19 +148,19 @@ def test_promotion_against_a_registry(tmp_path: Path, micro_config, monkeypatch)
     result = retraining.promote(second)
     assert result["champion_mAP"] == result["new_mAP"]
     assert result["new_mAP"] == pytest.approx(again["new_mAP"])  # the same model, re-evaluated
-    assert result["promoted"] == 0 and result["version"] == "2" and champion() == "1"
-    assert str(client.get_model_version_by_alias("tiny", "candidate").version) == "2"
+    assert result["promoted"] == 0 and result["version"] == "3" and champion() == "2"
+    assert str(client.get_model_version_by_alias("tiny", "candidate").version) == "3"
     metrics = client.get_run(Decision.read(second["decision"]).run_id).data.metrics
     assert metrics["retrain/champion_mAP"] == metrics["retrain/new_mAP"]
 
     # 3. A margin that accepts the tie promotes.
     third = retraining.ingest()
     result = retraining.promote(third, min_improvement=-1.0)
-    assert result["promoted"] == 1 and champion() == result["version"] == "3"
+    assert result["promoted"] == 1 and champion() == result["version"] == "4"
 
     # 4. The champion moved while the run went on: no promotion, whatever the scores.
     fourth = retraining.ingest()
     client.set_registered_model_alias("tiny", "champion", "1")
     result = retraining.promote(fourth, min_improvement=-1.0)
     assert result["promoted"] == 0 and "moved" in result["reason"] and champion() == "1"
-    assert read_state(retraining.state_uri)["model_version"] == "4"  # consumed all the same
+    assert read_state(retraining.state_uri)["model_version"] == "5"  # consumed all the same
