@@ -27,22 +27,22 @@ def start_op(
     stage1_rounds: int,
     stage2_rounds: int,
     data_root: str,
-    data_trial: str,
-    seed: str,
+    data_trial: int,
+    seed: int,
     device: str,
-    iters_per_round: str,
-    lr: str,
-    cluster_eps: str,
-    cluster_k1: str,
-    cluster_k2: str,
-    joint_eps: str,
-    num_memories: str,
+    iters_per_round: int,
+    lr: float,
+    cluster_eps: float,
+    cluster_k1: int,
+    cluster_k2: int,
+    joint_eps: float,
+    num_memories: int,
     match_cost: str,
     match_assignment: str,
-    lambda_cmc: str,
-    lambda_cross: str,
-    lambda_sca: str,
-    eval_every: str,
+    lambda_cmc: float,
+    lambda_cross: float,
+    lambda_sca: float,
+    eval_every: int,
     tracking_enabled: str,
     mlflow_experiment: str,
     model_name: str,
@@ -65,19 +65,20 @@ def start_op(
     from mmm_core.steps.cache import use_cache_dir
 
     use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
+    from mmm_core.steps import parameters as named
     from mmm_core.steps import start
     from mmm_core.steps.common import log_kfp_metrics
 
-    parameters = {name: value for name, value in locals().items() if name in start.PARAMETER_KEYS}
-    parameters["tracking_enabled"] = start.tracking_parameter(tracking_enabled)
+    parameters = {name: value for name, value in locals().items() if name in named.PARAMETERS}
+    parameters["tracking_enabled"] = named.tracking_parameter(tracking_enabled)
     values = start.run(
         [config_file],
-        start.parameter_overrides(parameters, (stage1_rounds, stage2_rounds)) + list(overrides),
+        named.parameter_overrides(parameters, (stage1_rounds, stage2_rounds)) + list(overrides),
         config.path,
         manifest.path,
         checkpoint.path,
         history.path,
-        tags=start.kfp_tags(kfp_run_id, kfp_run_name, kfp_pipeline),
+        tags=named.kfp_tags(kfp_run_id, kfp_run_name, kfp_pipeline),
     )
     log_kfp_metrics(metrics, values)
 
@@ -94,15 +95,16 @@ def finish_op(
     status: dsl.PipelineTaskFinalStatus,
 ) -> str:
     """Exit handler: a run that failed or was cancelled marks its MLflow run FAILED / KILLED."""
-    from mmm_core.steps import finish, start
+    from mmm_core.steps import finish
+    from mmm_core.steps import parameters as named
 
     parameters = {
-        "tracking_enabled": start.tracking_parameter(tracking_enabled),
+        "tracking_enabled": named.tracking_parameter(tracking_enabled),
         "mlflow_experiment": mlflow_experiment,
     }
     done = finish.run(
         [config_file],
-        start.parameter_overrides(parameters, (stage1_rounds, stage2_rounds)) + list(overrides),
+        named.parameter_overrides(parameters, (stage1_rounds, stage2_rounds)) + list(overrides),
         kfp_run_id,
         status.state,
     )
@@ -288,20 +290,20 @@ def ingest_op(
     min_new_images: int,
     state_uri: str,
     data_root: str,
-    data_trial: str,
-    seed: str,
+    data_trial: int,
+    seed: int,
     device: str,
-    iters_per_round: str,
-    lr: str,
-    cluster_eps: str,
-    cluster_k1: str,
-    cluster_k2: str,
-    num_memories: str,
+    iters_per_round: int,
+    lr: float,
+    cluster_eps: float,
+    cluster_k1: int,
+    cluster_k2: int,
+    num_memories: int,
     match_cost: str,
     match_assignment: str,
-    lambda_cross: str,
-    lambda_sca: str,
-    eval_every: str,
+    lambda_cross: float,
+    lambda_sca: float,
+    eval_every: int,
     mlflow_experiment: str,
     model_name: str,
     overrides: list,
@@ -321,13 +323,14 @@ def ingest_op(
 
     use_cache_dir(cache_dir)  # the run's workspace: one mirror of an s3:// dataset per run
 
-    from mmm_core.steps import ingest, start
+    from mmm_core.steps import ingest
+    from mmm_core.steps import parameters as named
     from mmm_core.steps.common import log_kfp_metrics
 
-    parameters = {name: value for name, value in locals().items() if name in start.PARAMETER_KEYS}
+    parameters = {name: value for name, value in locals().items() if name in named.PARAMETERS}
     values = ingest.run(
         [config_file],
-        start.parameter_overrides(parameters, (0, rounds)) + list(overrides),
+        named.parameter_overrides(parameters, (0, rounds)) + list(overrides),
         rounds,
         min_new_images,
         state_uri,

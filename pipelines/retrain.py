@@ -72,20 +72,20 @@ def build_retrain_pipeline(
         promote_without_champion: bool = False,
         model_name: str = "",
         mlflow_experiment: str = "",
-        data_trial: str = "",
-        seed: str = "",
+        data_trial: int = 0,
+        seed: int = -1,
         device: str = "",
-        iters_per_round: str = "",
-        lr: str = "",
-        cluster_eps: str = "",
-        cluster_k1: str = "",
-        cluster_k2: str = "",
-        num_memories: str = "",
+        iters_per_round: int = 0,
+        lr: float = 0.0,
+        cluster_eps: float = 0.0,
+        cluster_k1: int = 0,
+        cluster_k2: int = 0,
+        num_memories: int = 0,
         match_cost: str = "",
         match_assignment: str = "",
-        lambda_cross: str = "",
-        lambda_sca: str = "",
-        eval_every: str = "",
+        lambda_cross: float = -1.0,
+        lambda_sca: float = -1.0,
+        eval_every: int = -1,
         overrides: list = [],  # noqa: B006 - KFP reads the default from the signature
     ) -> dsl.Artifact:
         """Retrain on new images when enough arrived; return the promote result (JSON).
@@ -108,20 +108,20 @@ def build_retrain_pipeline(
             model_name: registered model whose champion is warm-started from and promoted;
                 empty = config's.
             mlflow_experiment: MLflow experiment of the run; empty = config's.
-            data_trial: RegDB trial 1..10; empty = config's.
-            seed: the one seed of the run; empty = config's.
+            data_trial: RegDB trial 1..10; 0 = config's.
+            seed: the one seed of the run; -1 = config's.
             device: auto, cpu, cuda or cuda:N; empty = config's.
-            iters_per_round: training iterations per round; empty = config's.
-            lr: Adam learning rate of the retraining rounds; empty = config's.
-            cluster_eps: DBSCAN radius on the Jaccard distance, per modality; empty = config's.
-            cluster_k1: Jaccard k1 (neighbours) per modality; empty = config's.
-            cluster_k2: Jaccard k2 (query expansion) per modality; empty = config's.
-            num_memories: K sub-cluster memories per cluster; empty = config's.
+            iters_per_round: training iterations per round; 0 = config's.
+            lr: Adam learning rate of the retraining rounds; 0 = config's.
+            cluster_eps: DBSCAN radius on the Jaccard distance, per modality; 0 = config's.
+            cluster_k1: Jaccard k1 (neighbours) per modality; 0 = config's.
+            cluster_k2: Jaccard k2 (query expansion) per modality; 0 = config's.
+            num_memories: K sub-cluster memories per cluster; 0 = config's.
             match_cost: chamfer, one_sided or centroid; empty = config's.
             match_assignment: hungarian or greedy; empty = config's.
-            lambda_cross: weight of the cross-modality loss; empty = config's.
-            lambda_sca: weight of soft cluster-level alignment; empty = config's.
-            eval_every: evaluate every N rounds (0 = last round only); empty = config's.
+            lambda_cross: weight of the cross-modality loss; -1 = config's.
+            lambda_sca: weight of soft cluster-level alignment; -1 = config's.
+            eval_every: evaluate every N rounds (0 = last round only); -1 = config's.
             overrides: further key.path=value config overrides, e.g. ["memory.momentum=0.2"].
         """
         ingest = ingest_op(

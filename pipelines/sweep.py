@@ -158,10 +158,11 @@ def host_arguments(sweep: Sweep, point: Point, extra: Sequence[str] = ()) -> dic
 
     ``config_file`` is the first base file; the other base files become overrides (their
     leaves, in order); each setting with a named pipeline parameter (`PARAMETER_KEYS`) is
-    passed there as YAML text, the rest in ``overrides``; the round counts are left out (they
-    are compiled into the pipeline). `extra` (``key=value``) comes last.
+    passed there, typed as the parameter is (`parameter_value`), the rest in ``overrides``;
+    the round counts are left out (they are compiled into the pipeline). `extra`
+    (``key=value``) comes last.
     """
-    from mmm_core.steps.start import PARAMETER_KEYS
+    from mmm_core.steps.parameters import PARAMETER_KEYS, parameter_value
 
     if not sweep.configs:
         raise ConfigError("base.config", "a KFP run needs a config file", str(sweep.grid_file))
@@ -177,7 +178,7 @@ def host_arguments(sweep: Sweep, point: Point, extra: Sequence[str] = ()) -> dic
         if key in ROUND_KEYS:
             continue
         if key in parameter_of:
-            arguments[parameter_of[key]] = text
+            arguments[parameter_of[key]] = parameter_value(parameter_of[key], text)
         else:
             rest.append(f"{key}={text}")
     arguments["overrides"] = rest

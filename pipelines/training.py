@@ -1,10 +1,12 @@
 """The training pipeline: stage-1 rounds then stage-2 rounds, each a nested round pipeline.
 
 The number of rounds is fixed when the pipeline is compiled (`build_training_pipeline`); every
-other setting is a run-time parameter, described in the KFP UI. Parameters left empty keep the
-config file's value; ``overrides`` takes any other ``key.path=value``.
+other setting is a run-time parameter, typed and described in the KFP UI. A parameter left at
+its default keeps the config file's value (`mmm_core.steps.parameters`: "" for text, 0 or -1
+for numbers); ``overrides`` takes any other ``key.path=value``.
 
-After the last round, register logs the final model to MLflow and registers it.
+After the last round, register logs the final model to MLflow as an MLflow Model, registers
+it and applies the promotion rule (`mmm_core.engine.champion`).
 
 Resources: extract, train and evaluate ask for one GPU and are placed on GPU nodes (node
 selector and tolerations, `pipelines.kube`); cluster and match ask for CPU and memory. Every
@@ -280,22 +282,22 @@ def build_training_pipeline(
     def training(
         config_file: str = "configs/sysu.yaml",
         data_root: str = "",
-        data_trial: str = "",
-        seed: str = "",
+        data_trial: int = 0,
+        seed: int = -1,
         device: str = "",
-        iters_per_round: str = "",
-        lr: str = "",
-        cluster_eps: str = "",
-        cluster_k1: str = "",
-        cluster_k2: str = "",
-        joint_eps: str = "",
-        num_memories: str = "",
+        iters_per_round: int = 0,
+        lr: float = 0.0,
+        cluster_eps: float = 0.0,
+        cluster_k1: int = 0,
+        cluster_k2: int = 0,
+        joint_eps: float = 0.0,
+        num_memories: int = 0,
         match_cost: str = "",
         match_assignment: str = "",
-        lambda_cmc: str = "",
-        lambda_cross: str = "",
-        lambda_sca: str = "",
-        eval_every: str = "",
+        lambda_cmc: float = -1.0,
+        lambda_cross: float = -1.0,
+        lambda_sca: float = -1.0,
+        eval_every: int = -1,
         tracking_enabled: str = "",
         mlflow_experiment: str = "",
         model_name: str = "",
@@ -307,22 +309,22 @@ def build_training_pipeline(
             config_file: YAML config inside the image (configs/sysu.yaml, configs/regdb.yaml,
                 configs/synthetic-tiny.yaml, ...); the other parameters override it.
             data_root: dataset root: a path (PVC) or s3://bucket/prefix; empty = config's.
-            data_trial: RegDB trial 1..10; empty = config's.
-            seed: the one seed of the run; empty = config's.
+            data_trial: RegDB trial 1..10; 0 = config's.
+            seed: the one seed of the run; -1 = config's.
             device: auto, cpu, cuda or cuda:N; empty = config's.
-            iters_per_round: training iterations per round; empty = config's.
-            lr: Adam learning rate (restarts each stage); empty = config's.
-            cluster_eps: DBSCAN radius on the Jaccard distance, per modality; empty = config's.
-            cluster_k1: Jaccard k1 (neighbours) per modality; empty = config's.
-            cluster_k2: Jaccard k2 (query expansion) per modality; empty = config's.
-            joint_eps: DBSCAN radius of the CMC joint clustering; empty = config's.
-            num_memories: K sub-cluster memories per cluster in stage 2; empty = config's.
+            iters_per_round: training iterations per round; 0 = config's.
+            lr: Adam learning rate (restarts each stage); 0 = config's.
+            cluster_eps: DBSCAN radius on the Jaccard distance, per modality; 0 = config's.
+            cluster_k1: Jaccard k1 (neighbours) per modality; 0 = config's.
+            cluster_k2: Jaccard k2 (query expansion) per modality; 0 = config's.
+            joint_eps: DBSCAN radius of the CMC joint clustering; 0 = config's.
+            num_memories: K sub-cluster memories per cluster in stage 2; 0 = config's.
             match_cost: chamfer, one_sided or centroid; empty = config's.
             match_assignment: hungarian or greedy; empty = config's.
-            lambda_cmc: weight of the CMC joint-memory loss (stage 1); empty = config's.
-            lambda_cross: weight of the cross-modality loss (stage 2); empty = config's.
-            lambda_sca: weight of soft cluster-level alignment (stage 2); empty = config's.
-            eval_every: evaluate every N rounds (0 = last round only); empty = config's.
+            lambda_cmc: weight of the CMC joint-memory loss (stage 1); -1 = config's.
+            lambda_cross: weight of the cross-modality loss (stage 2); -1 = config's.
+            lambda_sca: weight of soft cluster-level alignment (stage 2); -1 = config's.
+            eval_every: evaluate every N rounds (0 = last round only); -1 = config's.
             tracking_enabled: true or false: log the run to MLflow; empty = on when the
                 cluster names an MLflow server (MLFLOW_TRACKING_URI in the ConfigMap
                 mmm-pipeline-env), else the config's.

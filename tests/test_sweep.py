@@ -18,7 +18,7 @@ import yaml
 
 from mmm_cli.main import main as cli_main
 from mmm_core.config import ConfigError, apply_overrides, load_config
-from mmm_core.steps.start import PARAMETER_KEYS, parameter_overrides
+from mmm_core.steps.parameters import PARAMETER_KEYS, parameter_overrides
 from mmm_core.sweep import (
     Point,
     PointResult,
@@ -298,10 +298,10 @@ def test_host_arguments_use_named_parameters_then_overrides(tmp_path: Path) -> N
     arguments = host_arguments(sweep, sweep.points[3], ["tracking.run_id='0123'"])
     assert arguments == {
         "config_file": TINY,
-        "cluster_eps": "0.45",
-        "lr": "0.001",
-        "num_memories": "2",
-        "lambda_sca": "0.5",
+        "cluster_eps": 0.45,  # typed as the pipeline's parameters are
+        "lr": 0.001,
+        "num_memories": 2,
+        "lambda_sca": 0.5,
         "overrides": ["eval.sysu_modes=[all]", "memory.momentum=0.2", "tracking.run_id='0123'"],
     }  # train.stage1_rounds is compiled in, not passed
 
@@ -398,11 +398,11 @@ def test_host_sweep_submits_one_run_per_point_and_ranks_on_wait(tmp_path, tiny_p
         arguments = run["arguments"]
         assert set(arguments) <= parameters
         assert arguments["config_file"] == TINY
-        assert arguments["num_memories"] == format_value(point.values["memory.num_memories"])
-        assert arguments["lambda_sca"] == format_value(point.values["loss.lambda_sca"])
+        assert arguments["num_memories"] == point.values["memory.num_memories"]
+        assert arguments["lambda_sca"] == point.values["loss.lambda_sca"]
         assert arguments["tracking_enabled"] == "true"
         assert arguments["mlflow_experiment"] == "mmm-sweep-x"
-        assert arguments["iters_per_round"] == "3"
+        assert arguments["iters_per_round"] == 3
         assert arguments["overrides"] == ["tracking.promote=false", f"tracking.run_id={run_id}"]
         # what the start step resolves from these arguments (as components/steps.py does)
         named = {k: v for k, v in arguments.items() if k in PARAMETER_KEYS}
@@ -433,7 +433,7 @@ def test_host_sweep_without_tracking_or_wait_only_submits(tmp_path, tiny_package
     assert client.waited == [] and len(client.runs) == 4
     for run in client.runs.values():
         assert run["arguments"]["overrides"] == ["tracking.promote=false"]  # points never promote
-        assert run["arguments"]["iters_per_round"] == "3"
+        assert run["arguments"]["iters_per_round"] == 3
         assert run["arguments"]["mlflow_experiment"] == "mmm-sweep-grid"
 
 

@@ -175,7 +175,7 @@ def test_a_retried_start_goes_on_with_the_run_its_first_attempt_made(
     the first one made; another KFP run gets its own."""
     from mmm_core.config import load_config
     from mmm_core.engine.lifecycle import start_run
-    from mmm_core.steps.start import kfp_tags
+    from mmm_core.steps.parameters import kfp_tags
 
     cfg = load_config(
         None,
@@ -205,7 +205,7 @@ def test_the_exit_task_marks_the_run_of_a_failed_pipeline(mlflow_server, reader,
     from mmm_core.config import load_config
     from mmm_core.engine.lifecycle import start_run
     from mmm_core.steps import finish
-    from mmm_core.steps.start import kfp_tags
+    from mmm_core.steps.parameters import kfp_tags
 
     settings = [f"tracking.uri={mlflow_server.uri}", f"tracking.experiment={experiment}"]
     on = ["tracking.enabled=true", *settings]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmm_core.steps.start import PARAMETER_KEYS
+from mmm_core.steps.parameters import PARAMETER_KEYS, PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPILED = ROOT / "pipelines" / "compiled"
@@ -175,6 +175,12 @@ def test_parameters_are_described_and_complete() -> None:
     assert set(parameters) == set(PARAMETER_KEYS) | {"config_file", "overrides"}
     for name, definition in parameters.items():
         assert definition.get("description"), f"{name} has no description"
+    # typed, with the default that keeps the config's value (mmm_core.steps.parameters)
+    kinds = {int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", str: "STRING"}
+    for name, parameter in PARAMETERS.items():
+        assert parameters[name]["parameterType"] == kinds[parameter.type], name
+        assert parameters[name]["defaultValue"] == parameter.unset, name
+        assert parameters[name]["isOptional"] is True, name
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in COMPILED.glob("*.yaml")))

@@ -175,7 +175,9 @@ def test_the_dataset_is_mirrored_into_the_runs_workspace(tmp_path, clean_env) ->
     workspace = list(platform)[1]["platforms"]["kubernetes"]["pipelineConfig"]["workspace"]
     assert workspace == {"size": kube.DEFAULT_WORKSPACE_SIZE, "kubernetes": {"pvcSpecPatch": {}}}
     cache = "{{$.workspace_path}}/mmm-cache"
-    assert _cache_dirs(spec) == {s: {cache} for s in ("start", "extract", "train", "evaluate", "register")}
+    assert _cache_dirs(spec) == {
+        s: {cache} for s in ("start", "extract", "train", "evaluate", "register")
+    }
     path = compile_pipeline(build_retrain_pipeline(1), tmp_path / "retrain.yaml")
     retrain, _ = yaml.safe_load_all(path.read_text())
     steps = ("ingest", "promote", "extract", "train", "evaluate")
@@ -195,7 +197,9 @@ def test_the_dataset_is_mirrored_into_the_runs_workspace(tmp_path, clean_env) ->
     spec, _ = compile_tiny(tmp_path)
     platform = list(yaml.safe_load_all((tmp_path / "tiny.yaml").read_text()))[1]
     assert "pipelineConfig" not in platform["platforms"]["kubernetes"]
-    assert _cache_dirs(spec) == {s: {""} for s in ("start", "extract", "train", "evaluate", "register")}
+    assert _cache_dirs(spec) == {
+        s: {""} for s in ("start", "extract", "train", "evaluate", "register")
+    }
     clean_env.setenv(kube.WORKSPACE_SIZE_VARIABLE, "plenty")
     with pytest.raises(ValueError, match="MMM_WORKSPACE_SIZE"):
         compile_tiny(tmp_path)

@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from mmm_core.config import dump_config
+from mmm_core.config import ConfigError, dump_config
 from mmm_core.data import Manifest
 from mmm_core.engine.checkpoint import load_checkpoint
 from mmm_core.engine.labels import ClusterOutput
 from mmm_core.engine.targets import Stage1Targets, load_targets
 from mmm_core.steps import cluster, evaluate, extract, match, start, train
 from mmm_core.steps.common import read_config, read_features
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def run_round(cfg_path: Path, folder: Path, manifest: Path, checkpoint: Path, r: int) -> dict:
@@ -89,7 +91,6 @@ def test_steps_honour_their_contracts(tmp_path: Path, micro_config) -> None:
 def test_start_without_a_dataset_says_to_set_data_root(tmp_path: Path, micro_config) -> None:
     """configs/sysu.yaml's data.root (data/SYSU-MM01) is not in a step's container: the start
     step names the pipeline parameter to set, before anything is written."""
-    from mmm_core.config import ConfigError
 
     base = tmp_path / "base.yaml"
     missing = tmp_path / "SYSU-MM01"
@@ -189,7 +190,7 @@ def test_ddp_train_step_equals_one_process_over_the_same_global_batch(
 def test_tracking_is_on_where_the_cluster_names_an_mlflow_server() -> None:
     """The pipeline's tracking_enabled left empty: on when MLFLOW_TRACKING_URI is set (the
     ConfigMap), else the config's; a value given is kept."""
-    from mmm_core.steps.start import parameter_overrides, tracking_parameter
+    from mmm_core.steps.parameters import parameter_overrides, tracking_parameter
 
     cluster = {"MLFLOW_TRACKING_URI": "http://mmm-mlflow:5000"}
     assert tracking_parameter("", cluster) == "true"
@@ -198,3 +199,29 @@ def test_tracking_is_on_where_the_cluster_names_an_mlflow_server() -> None:
     overrides = parameter_overrides({"tracking_enabled": tracking_parameter("", cluster)}, (1, 1))
     assert "tracking.enabled=true" in overrides
     assert not any(o.startswith("tracking.") for o in parameter_overrides({}, (1, 1)))
+
+
+def test_typed_parameters_keep_the_config_where_unset() -> None:
+    """Each named parameter's default means "the config's"; any other value, 0 and 0.0 where
+    they are valid settings included, becomes an override of its config key."""
+    from mmm_core.config import load_config
+    from mmm_core.steps.parameters import PARAMETERS, parameter_overrides, parameter_value
+
+    unset = {name: p.unset for name, p in PARAMETERS.items()}
+    assert parameter_overrides(unset, (2, 3)) == ["train.stage1_rounds=2", "train.stage2_rounds=3"]
+    given = {"seed": 0, "lambda_sca": 0.0, "eval_every": 0, "lr": 1e-4, "match_cost": "centroid"}
+    overrides = parameter_overrides({**unset, **given}, (1, 1))[2:]
+    assert overrides == [
+        "seed=0", "train.lr=0.0001", "match.cost=centroid", "loss.lambda_sca=0.0", "eval.every=0",
+    ]  # fmt: skip
+    cfg = load_config(CONFIGS / "synthetic-tiny.yaml", overrides)
+    assert (cfg.seed, cfg.loss.lambda_sca, cfg.eval.every, cfg.train.lr) == (0, 0.0, 0, 1e-4)
+    # every unset value is one the config rejects, so "unset" never hides a real setting
+    for name, parameter in PARAMETERS.items():
+        if parameter.type is not str and name != "seed":
+            with pytest.raises(ConfigError):
+                load_config(CONFIGS / "synthetic-tiny.yaml", [f"{parameter.key}={parameter.unset}"])
+    assert parameter_value("num_memories", "4") == 4 and parameter_value("lr", "3.5e-4") == 3.5e-4
+    assert parameter_value("lambda_sca", "1") == 1.0 and parameter_value("device", "cpu") == "cpu"
+    with pytest.raises(ValueError, match="num_memories takes an int"):
+        parameter_value("num_memories", "2.5")
