@@ -148,7 +148,9 @@ def test_the_model_is_registered_and_downloadable(
         assert any(f"/{run_id}/artifacts/model/data/files/checkpoint.pt" in k for k in keys)
 
 
-def test_the_registered_model_serves_features(pipeline_on_servers, mlflow_server) -> None:
+def test_the_registered_model_serves_features(
+    pipeline_on_servers, mlflow_server, monkeypatch
+) -> None:
     """``mlflow.pyfunc.load_model("models:/NAME@ALIAS")``: image files and their modality in,
     the evaluation's features out (L2-normalised, the same numbers as the evaluation's own
     extraction with the final checkpoint)."""
@@ -160,8 +162,9 @@ def test_the_registered_model_serves_features(pipeline_on_servers, mlflow_server
     from mmm_core.engine.checkpoint import load_checkpoint
 
     run = pipeline_on_servers
-    mlflow.set_tracking_uri(mlflow_server.uri)
-    mlflow.set_registry_uri(mlflow_server.uri)
+    # (the environment, which monkeypatch restores: mlflow.set_tracking_uri would stay set
+    # for the later tests of this process)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
     model = mlflow.pyfunc.load_model(f"models:/{run.model_name}@champion")
     metadata = model.metadata.metadata
     cfg = run.cfg
