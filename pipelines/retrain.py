@@ -36,7 +36,12 @@ from kfp import dsl
 
 from components import ingest_op, promote_op
 from pipelines.kube import dataset_cache_dir, pipeline_config
-from pipelines.training import apply_resources, build_round_pipeline, chain_rounds
+from pipelines.training import (
+    apply_resources,
+    build_round_pipeline,
+    chain_rounds,
+    named_parameters,
+)
 
 __all__ = ["DEFAULT_ROUNDS", "build_retrain_pipeline", "run_local"]
 
@@ -129,25 +134,9 @@ def build_retrain_pipeline(
             rounds=rounds,
             min_new_images=min_new_images,
             state_uri=state_uri,
-            data_root=data_root,
-            data_trial=data_trial,
-            seed=seed,
-            device=device,
-            iters_per_round=iters_per_round,
-            lr=lr,
-            cluster_eps=cluster_eps,
-            cluster_k1=cluster_k1,
-            cluster_k2=cluster_k2,
-            num_memories=num_memories,
-            match_cost=match_cost,
-            match_assignment=match_assignment,
-            lambda_cross=lambda_cross,
-            lambda_sca=lambda_sca,
-            eval_every=eval_every,
-            mlflow_experiment=mlflow_experiment,
-            model_name=model_name,
             overrides=overrides,
             cache_dir=cache_dir,
+            **named_parameters(locals()),
         )
         apply_resources(ingest, "start", "ingest new images")
         ingest.set_caching_options(False)

@@ -36,6 +36,7 @@ from components import (
     start_op,
     train_op,
 )
+from mmm_core.steps.parameters import PARAMETERS
 from pipelines.kube import (
     dataset_cache_dir,
     pipeline_config,
@@ -52,6 +53,7 @@ __all__ = [
     "build_round_pipeline",
     "build_training_pipeline",
     "chain_rounds",
+    "named_parameters",
 ]
 
 GPU_STEPS = ("extract", "train", "evaluate", "register")
@@ -263,6 +265,12 @@ def chain_rounds(
     return checkpoint, history
 
 
+def named_parameters(values: dict[str, Any]) -> dict[str, Any]:
+    """The named run-time parameters (`mmm_core.steps.parameters.PARAMETERS`) among a pipeline
+    function's `values` (its ``locals()``), to hand on to the step that resolves the config."""
+    return {name: values[name] for name in PARAMETERS if name in values}
+
+
 def build_training_pipeline(
     stage1_rounds: int, stage2_rounds: int, name: str = "mmm-training", exit_handler: bool = True
 ) -> Callable[..., object]:
@@ -332,6 +340,7 @@ def build_training_pipeline(
             model_name: registered model name in the MLflow model registry; empty = config's.
             overrides: further key.path=value config overrides, e.g. ["memory.momentum=0.2"].
         """
+        named = named_parameters(locals())  # (first: the parameters are the only locals)
         handler: Any = contextlib.nullcontext()
         if exit_handler:
             finish = finish_op(
@@ -350,31 +359,12 @@ def build_training_pipeline(
                 config_file=config_file,
                 stage1_rounds=stage1_rounds,
                 stage2_rounds=stage2_rounds,
-                data_root=data_root,
-                data_trial=data_trial,
-                seed=seed,
-                device=device,
-                iters_per_round=iters_per_round,
-                lr=lr,
-                cluster_eps=cluster_eps,
-                cluster_k1=cluster_k1,
-                cluster_k2=cluster_k2,
-                joint_eps=joint_eps,
-                num_memories=num_memories,
-                match_cost=match_cost,
-                match_assignment=match_assignment,
-                lambda_cmc=lambda_cmc,
-                lambda_cross=lambda_cross,
-                lambda_sca=lambda_sca,
-                eval_every=eval_every,
-                tracking_enabled=tracking_enabled,
-                mlflow_experiment=mlflow_experiment,
-                model_name=model_name,
                 overrides=overrides,
                 kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                 kfp_pipeline=name,
                 cache_dir=cache_dir,
+                **named,
             )
             apply_resources(start, "start", "start")
             config = start.outputs["config"]
