@@ -71,7 +71,11 @@ def _resolve_paths(cfg):
 
 
 class _HistoryWatcher(threading.Thread):
-    """Prints each round's row as soon as its evaluate step has written the history."""
+    """Prints each round's row as soon as its evaluate step has written the history.
+
+    Only runs that start after the watcher count: a run folder used again (``make demo``
+    twice) holds the histories of earlier runs under the same pipeline root.
+    """
 
     def __init__(self, pipeline_root: Path, emit) -> None:
         super().__init__(daemon=True)
@@ -79,9 +83,17 @@ class _HistoryWatcher(threading.Thread):
         self.emit = emit
         self.printed = 0
         self.stopped = threading.Event()
+        self.earlier = set(pipeline_root.glob("*")) if pipeline_root.is_dir() else set()
 
     def poll(self) -> None:
-        histories = sorted(self.pipeline_root.glob("*/*/new_history"), key=os.path.getmtime)
+        histories = sorted(
+            (
+                p
+                for p in self.pipeline_root.glob("*/*/new_history")
+                if p.parents[1] not in self.earlier
+            ),
+            key=os.path.getmtime,
+        )
         if not histories:
             return
         rows = parse_rows(histories[-1])  # ValueError while a line is half written: next poll

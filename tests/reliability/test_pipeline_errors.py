@@ -56,3 +56,25 @@ def test_mmm_run_on_bad_data_names_the_task(capsys, micro_dataset, micro_overrid
     assert line.startswith("error: pipeline task 'start-op' failed: ")
     assert str(victim) in line and "images (training and test) cannot be read" in line
     assert str(tmp_path / "r" / "pipeline.log") in err
+
+
+def test_the_round_table_follows_only_the_run_that_is_going(tmp_path: Path) -> None:
+    """A run folder used again keeps the earlier runs under its pipeline root: their history
+    rows are not printed as this run's."""
+    import json
+
+    from pipelines.local import _HistoryWatcher
+
+    def history(run: str, rounds: int) -> None:
+        path = tmp_path / run / "evaluate-op" / "new_history"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({"round": r, "stage": 1}) + "\n" for r in range(rounds)))
+
+    history("mmm-training-earlier", 3)
+    printed: list[dict] = []
+    watcher = _HistoryWatcher(tmp_path, printed.append)
+    watcher.poll()
+    assert printed == []
+    history("mmm-training-now", 1)
+    watcher.poll()
+    assert [row["round"] for row in printed] == [0]
