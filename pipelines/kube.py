@@ -35,6 +35,13 @@ once per run. Two variables of the compiling process set it:
 - ``MMM_WORKSPACE_STORAGE_CLASS``: its storage class, default the backend's (``ReadWriteMany``
   is requested with it, so that GPU and CPU steps on different nodes share it).
 
+Images: GPU steps run the image of the components (`components.BASE_IMAGE`, $MMM_BASE_IMAGE);
+the CPU steps (start, cluster, match, finish; ingest when retraining) run the CPU image
+(docker/Dockerfile.cpu, ``make image-cpu``: CPU PyTorch and faiss-cpu, a fraction of the
+size). ``MMM_CPU_IMAGE`` names it; by default it is the base image's tag with ``-cpu``
+appended (what ``make image-cpu`` builds), or the base image itself when that is pinned by
+digest; ``none`` runs every step in the base image.
+
 Shared memory: GPU steps get a memory-backed ``/dev/shm`` (an ``emptyDir`` with medium
 ``Memory``, `SHM_SIZE`), which DataLoader workers and NCCL use; a container's default is 64 MiB.
 """
@@ -48,6 +55,7 @@ from kfp import dsl, kubernetes
 __all__ = [
     "CONFIG_MAP",
     "CONFIG_MAP_KEYS",
+    "CPU_IMAGE_VARIABLE",
     "DEFAULT_GPU_NODE_SELECTOR",
     "DEFAULT_GPU_TOLERATIONS",
     "DEFAULT_WORKSPACE_SIZE",
@@ -63,6 +71,7 @@ __all__ = [
     "WORKSPACE_SIZE_VARIABLE",
     "WORKSPACE_STORAGE_CLASS_VARIABLE",
     "Toleration",
+    "cpu_image",
     "dataset_cache_dir",
     "gpu_node_selector",
     "gpu_tolerations",
@@ -104,6 +113,7 @@ GPU_TOLERATIONS_VARIABLE = "MMM_GPU_TOLERATIONS"
 DEFAULT_GPU_NODE_SELECTOR = "nvidia.com/gpu.present=true"
 DEFAULT_GPU_TOLERATIONS = "nvidia.com/gpu:NoSchedule"
 TRAIN_GPUS_VARIABLE = "MMM_TRAIN_GPUS"
+CPU_IMAGE_VARIABLE = "MMM_CPU_IMAGE"
 WORKSPACE_SIZE_VARIABLE = "MMM_WORKSPACE_SIZE"
 WORKSPACE_STORAGE_CLASS_VARIABLE = "MMM_WORKSPACE_STORAGE_CLASS"
 DEFAULT_WORKSPACE_SIZE = "100Gi"
@@ -176,6 +186,16 @@ def gpu_tolerations(environ: Mapping[str, str] | None = None) -> list[Toleration
     """The GPU steps' tolerations: $MMM_GPU_TOLERATIONS if set, else the default."""
     environ = os.environ if environ is None else environ
     return parse_tolerations(environ.get(GPU_TOLERATIONS_VARIABLE, DEFAULT_GPU_TOLERATIONS))
+
+
+def cpu_image(base_image: str, environ: Mapping[str, str] | None = None) -> str:
+    """The image of the CPU steps: $MMM_CPU_IMAGE, else `base_image` + ``-cpu`` (a tagged
+    base) or `base_image` (a digest-pinned one, or $MMM_CPU_IMAGE=none)."""
+    environ = os.environ if environ is None else environ
+    chosen = environ.get(CPU_IMAGE_VARIABLE, "").strip()
+    if chosen.lower() == "none" or (not chosen and "@" in base_image):
+        return base_image
+    return chosen or f"{base_image}-cpu"
 
 
 def train_gpus(environ: Mapping[str, str] | None = None) -> int:

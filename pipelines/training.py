@@ -27,6 +27,7 @@ from kfp import dsl
 from kfp.dsl import Input
 
 from components import (
+    BASE_IMAGE,
     cluster_op,
     evaluate_op,
     extract_op,
@@ -38,6 +39,7 @@ from components import (
 )
 from mmm_core.steps.parameters import PARAMETERS
 from pipelines.kube import (
+    cpu_image,
     dataset_cache_dir,
     pipeline_config,
     train_gpus,
@@ -118,7 +120,8 @@ def apply_resources(
 
     Every task gets the cluster environment (`use_cluster_env`); GPU steps also `gpus` GPUs,
     the GPU node selector and tolerations (`use_gpu_nodes`, set at compile time by
-    $MMM_GPU_NODE_SELECTOR and $MMM_GPU_TOLERATIONS) and a memory-backed /dev/shm.
+    $MMM_GPU_NODE_SELECTOR and $MMM_GPU_TOLERATIONS) and a memory-backed /dev/shm; the
+    others run the CPU image (`pipelines.kube.cpu_image`, $MMM_CPU_IMAGE).
     """
     task.set_display_name(display_name)
     with _cheap_caller_names():
@@ -127,6 +130,8 @@ def apply_resources(
             task.set_accelerator_type(ACCELERATOR).set_accelerator_limit(gpus)
             use_gpu_nodes(task)
             use_shared_memory(task)
+        else:
+            task.set_container_image(cpu_image(BASE_IMAGE))
     task.set_retry(num_retries=2, backoff_duration="30s", backoff_factor=2.0)
     task.set_caching_options(CACHED[step])
     use_cluster_env(task)

@@ -207,11 +207,12 @@ def test_every_executor_has_kubernetes_settings(name: str) -> None:
 
 
 def test_base_image_is_one_value(monkeypatch) -> None:
+    """The committed files use the default base image, and its CPU sibling for CPU steps."""
     from components.steps import BASE_IMAGE
 
     spec = load("training-3x3.yaml")
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
-    assert images == {BASE_IMAGE}
+    assert images == {BASE_IMAGE, f"{BASE_IMAGE}-cpu"}
     assert "MMM_BASE_IMAGE" not in os.environ or os.environ["MMM_BASE_IMAGE"] == BASE_IMAGE
 
 

@@ -52,6 +52,7 @@ def clean_env(monkeypatch):
     monkeypatch.delenv(kube.GPU_NODE_SELECTOR_VARIABLE, raising=False)
     monkeypatch.delenv(kube.GPU_TOLERATIONS_VARIABLE, raising=False)
     monkeypatch.delenv(kube.TRAIN_GPUS_VARIABLE, raising=False)
+    monkeypatch.delenv(kube.CPU_IMAGE_VARIABLE, raising=False)
     monkeypatch.delenv(kube.WORKSPACE_SIZE_VARIABLE, raising=False)
     monkeypatch.delenv(kube.WORKSPACE_STORAGE_CLASS_VARIABLE, raising=False)
     return monkeypatch
@@ -203,6 +204,36 @@ def test_the_dataset_is_mirrored_into_the_runs_workspace(tmp_path, clean_env) ->
     clean_env.setenv(kube.WORKSPACE_SIZE_VARIABLE, "plenty")
     with pytest.raises(ValueError, match="MMM_WORKSPACE_SIZE"):
         compile_tiny(tmp_path)
+
+
+def _images(spec: dict) -> dict[str, set]:
+    """{step: the images its executors run}."""
+    found: dict[str, set] = {}
+    for label, executor in spec["deploymentSpec"]["executors"].items():
+        step = label.removeprefix("exec-").split("-op")[0]
+        found.setdefault(step, set()).add(executor["container"]["image"])
+    return found
+
+
+def test_cpu_steps_run_the_cpu_image(tmp_path, clean_env) -> None:
+    """The CPU steps run the slim CPU image (`make image-cpu`'s tag by default,
+    $MMM_CPU_IMAGE when set); the GPU steps the base image."""
+    from components import BASE_IMAGE
+
+    spec, _ = compile_tiny(tmp_path)
+    images = _images(spec)
+    assert {step: images[step] for step in GPU} == {step: {BASE_IMAGE} for step in GPU}
+    assert {step: images[step] for step in CPU} == {step: {f"{BASE_IMAGE}-cpu"} for step in CPU}
+    clean_env.setenv(kube.CPU_IMAGE_VARIABLE, "registry.example.org/mmm-cpu@sha256:" + "0" * 64)
+    spec, _ = compile_tiny(tmp_path)
+    assert _images(spec)["cluster"] == {"registry.example.org/mmm-cpu@sha256:" + "0" * 64}
+    clean_env.setenv(kube.CPU_IMAGE_VARIABLE, "none")
+    spec, _ = compile_tiny(tmp_path)
+    assert set().union(*_images(spec).values()) == {BASE_IMAGE}
+    # a base image pinned by digest has no "-cpu" sibling to guess: it runs everywhere
+    digest = "registry.example.org/mmm@sha256:" + "1" * 64
+    assert kube.cpu_image(digest, {}) == digest
+    assert kube.cpu_image("r.example.org/mmm:1.0", {}) == "r.example.org/mmm:1.0-cpu"
 
 
 def test_parse_node_selector() -> None:
