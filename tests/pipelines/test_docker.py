@@ -31,9 +31,10 @@ def test_versions_match_pyproject(dockerfile: Path) -> None:
     dependencies = PYPROJECT["project"]["dependencies"]
     for name in ("torch", "torchvision"):
         assert f"{name}=={pinned(dependencies, name)}" in text, f"{name} pin differs"
-    for name in ("kfp", "kfp-kubernetes"):
+    lock = (ROOT / "docker" / "requirements.lock").read_text().splitlines()
+    for name in ("kfp", "kfp-kubernetes"):  # installed from the lock
         version = pinned(PYPROJECT["project"]["optional-dependencies"]["pipeline"], name)
-        assert f"{name}=={version}" in text or "[pipeline," in text, f"{name} pin differs"
+        assert f"{name}=={version}" in lock, f"{name} pin differs"
     python = PYPROJECT["project"]["requires-python"].removeprefix(">=")
     # an exact patch tag (python:3.11.13-slim-bookworm) or the minor one
     pattern = rf"^FROM python:{re.escape(python)}(\.\d+)?(-[-\w]*)?$"
@@ -47,3 +48,37 @@ def test_versions_match_pyproject(dockerfile: Path) -> None:
 
 def test_gpu_image_has_faiss_gpu() -> None:
     assert "faiss-gpu" in (ROOT / "docker" / "Dockerfile.gpu").read_text()
+
+
+LOCK = ROOT / "docker" / "requirements.lock"
+
+
+def test_the_images_install_their_dependencies_from_the_lock() -> None:
+    """docker/requirements.lock pins (==) every run-time dependency of pyproject.toml that is
+    not built per image, at a version its range accepts; both images install it without
+    resolving, then the package with --no-deps."""
+    from packaging.requirements import Requirement
+
+    lines = [line for line in LOCK.read_text().splitlines() if not line.startswith("#")]
+    pins = {}
+    for line in lines:
+        requirement = Requirement(line)
+        (specifier,) = requirement.specifier
+        assert specifier.operator == "==", line
+        pins[requirement.name] = specifier.version
+    assert len(pins) == len(lines) > 50
+    project = PYPROJECT["project"]
+    wanted = project["dependencies"] + [
+        r for extra in ("pipeline", "tracking") for r in project["optional-dependencies"][extra]
+    ]
+    for text in wanted:
+        requirement = Requirement(text)
+        if re.match(r"torch|torchvision|faiss-", requirement.name):
+            continue  # per image: CPU or CUDA builds
+        assert requirement.name in pins, f"{requirement.name} is not in the lock"
+        assert requirement.specifier.contains(pins[requirement.name]), text
+    for dockerfile in DOCKERFILES:
+        text = dockerfile.read_text()
+        assert "pip install --no-deps -r docker/requirements.lock" in text, dockerfile.name
+        assert "pip install --no-deps ." in text, dockerfile.name
+        assert not re.search(r'pip install [^\n]*"[\w-]+>=', text), dockerfile.name  # no ranges
