@@ -11,8 +11,13 @@ from mmm_core.engine.features import resolve_device
 from mmm_core.engine.lifecycle import record_round
 from mmm_core.engine.phases import evaluate_round, should_evaluate
 from mmm_core.steps.common import read_config, read_json
+from mmm_core.tracking import NullTracker
 
-__all__ = ["run", "run_round"]
+__all__ = ["ROUNDS_LOGGED", "run", "run_round"]
+
+# Run metric: how many rounds the pipeline's evaluate steps have logged (a retried step that
+# finds its round logged logs nothing again, so no metric has two entries for one round).
+ROUNDS_LOGGED = "rounds_logged"
 
 
 def run(
@@ -59,5 +64,9 @@ def run_round(
     tracker = tracker_for(cfg)
     if tracker.enabled:
         tracker.resume(cfg.tracking.run_id)
+        if tracker.get_run_metrics().get(ROUNDS_LOGGED, 0) > round_index:
+            tracker = NullTracker()  # a retried step: an earlier attempt logged this round
     record_round(tracker, row, history_path, out_history, out_result if evaluated else None)
+    if tracker.enabled:
+        tracker.log_metrics({ROUNDS_LOGGED: round_index + 1}, step=round_index)
     return row

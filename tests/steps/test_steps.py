@@ -225,3 +225,36 @@ def test_typed_parameters_keep_the_config_where_unset() -> None:
     assert parameter_value("lambda_sca", "1") == 1.0 and parameter_value("device", "cpu") == "cpu"
     with pytest.raises(ValueError, match="num_memories takes an int"):
         parameter_value("num_memories", "2.5")
+
+
+@pytest.mark.slow
+def test_a_retried_evaluate_logs_its_round_once(tmp_path: Path, micro_config, monkeypatch) -> None:
+    """The evaluate step run twice for one round (a KFP retry): one entry per metric and
+    round in the MLflow run, and the same history row (timings aside)."""
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact folder ./mlruns lands here
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = micro_config.replace(
+        **{"tracking.enabled": True, "tracking.uri": uri, "train.device": "cpu"}
+    )
+    dump_config(cfg, tmp_path / "base.yaml")
+    paths = [tmp_path / n for n in ("c.yaml", "m.tsv", "k.pt", "h.jsonl")]
+    start.run([tmp_path / "base.yaml"], [], *paths)
+    step_metrics = tmp_path / "train.json"
+    step_metrics.write_text('{"loss": 1.5}')
+    histories = []
+    for attempt in (1, 2):
+        out = tmp_path / f"history-{attempt}.jsonl"
+        evaluate.run_round(
+            paths[0], paths[2], 0, paths[3], [step_metrics], out, tmp_path / f"r{attempt}.json"
+        )
+        (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+        histories.append({k: v for k, v in row.items() if not k.startswith("time_")})
+    assert histories[0] == histories[1]
+    client = MlflowClient(uri)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name(cfg.tracking.experiment).experiment_id]
+    )
+    for key in ("loss", "mAP", evaluate.ROUNDS_LOGGED):
+        assert len(client.get_metric_history(run.info.run_id, key)) == 1, key
