@@ -90,9 +90,12 @@ def score(cfg: Config, checkpoint: str | Path, out_result: str | Path) -> float:
 
 
 def champion_checkpoint(folder: Path) -> Path:
-    """The checkpoint file among a downloaded model version's files (an MLflow Model's
-    ``data/files/checkpoint.pt``)."""
+    """The checkpoint file among a downloaded model version's files: an MLflow Model's
+    ``data/files/checkpoint.pt``, or the one file beside ``metadata.json`` of a version
+    registered before models were MLflow Models."""
     files = sorted(p for p in folder.rglob("*.pt") if p.is_file())
+    if not files and not (folder / "MLmodel").exists():
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "metadata.json")
     if len(files) != 1:
         everything = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
         raise ValueError(

@@ -100,3 +100,22 @@ def test_register_applies_the_rule(tmp_path: Path, micro_config, monkeypatch) ->
     # A stage-2-only run from initial weights does not become the first champion.
     alone, _ = registered("other", 1, "train.stage1_rounds=0")
     assert alone["version"] == "1" and alone["champion"] == ""
+
+
+def test_the_champion_checkpoint_of_either_model_layout(tmp_path: Path) -> None:
+    from mmm_core.engine.champion import champion_checkpoint
+
+    model = tmp_path / "model"
+    (model / "data" / "files").mkdir(parents=True)
+    (model / "MLmodel").write_text("flavors: {}\n")
+    (model / "data" / "files" / "checkpoint.pt").write_bytes(b"w")
+    (model / "data" / "files" / "config.yaml").write_text("seed: 1\n")
+    assert champion_checkpoint(model) == model / "data" / "files" / "checkpoint.pt"
+    older = tmp_path / "older"  # a version registered before: the file and metadata.json
+    older.mkdir()
+    (older / "new_checkpoint").write_bytes(b"w")
+    (older / "metadata.json").write_text("{}")
+    assert champion_checkpoint(older) == older / "new_checkpoint"
+    (older / "stray").write_bytes(b"")
+    with pytest.raises(ValueError, match="expected one checkpoint file"):
+        champion_checkpoint(older)
