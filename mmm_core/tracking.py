@@ -658,12 +658,11 @@ def _save_pyfunc(model_dir: Path, data: Path, metadata: dict[str, Any]) -> None:
             inputs=Schema([ColSpec("binary", "image"), ColSpec("string", "modality")]),
             outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, int(metadata["feature_dim"])))]),
         )
-    import torch
-    import torchvision
+    from importlib.metadata import version  # (importing torchvision to ask costs 2.4 s)
 
     requirements = [
-        f"torch=={torch.__version__.split('+')[0]}",
-        f"torchvision=={torchvision.__version__.split('+')[0]}",
+        f"torch=={version('torch').split('+')[0]}",
+        f"torchvision=={version('torchvision').split('+')[0]}",
         "numpy",
         "pillow",
         "pyyaml",
