@@ -115,18 +115,16 @@ class FeatureModel:
         return out
 
     def _decode(self, image: bytes | np.ndarray, row: int) -> Any:
-        import torch
         from PIL import Image
 
-        from mmm_core.data.cache import decode_image
+        from mmm_core.data.cache import decode_image, image_tensor
 
         height, width = self.cfg.data.height, self.cfg.data.width
         if isinstance(image, np.ndarray):
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(f"row {row}: expected an (H, W, 3) uint8 array, got "
                                  f"{image.dtype} {image.shape}")  # fmt: skip
-            resized = Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC)
-            return torch.from_numpy(np.asarray(resized).transpose(2, 0, 1).copy())
+            return image_tensor(Image.fromarray(image), height, width)
         if not isinstance(image, bytes | bytearray):
             raise ValueError(f"row {row}: expected image file bytes, got {type(image).__name__}")
         try:

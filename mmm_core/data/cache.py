@@ -26,14 +26,18 @@ from tqdm.auto import tqdm
 
 from mmm_core.data.transforms import load_image
 
-__all__ = ["ImageCache", "decode_image"]
+__all__ = ["ImageCache", "decode_image", "image_tensor"]
 
 log = logging.getLogger(__name__)
 
 
 def decode_image(path: str | Path, height: int, width: int) -> torch.Tensor:
     """The file as a ``(3, height, width)`` uint8 tensor: RGB, bicubic resize (PIL)."""
-    image = load_image(path)
+    return image_tensor(load_image(path), height, width)
+
+
+def image_tensor(image: Image.Image, height: int, width: int) -> torch.Tensor:
+    """An RGB image as a ``(3, height, width)`` uint8 tensor, bicubic resize (PIL)."""
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BICUBIC)
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy())
