@@ -6,6 +6,7 @@ Python environment; ``tests/pipelines`` fails when they differ from a fresh comp
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from pipelines.compact import compile_pipeline
@@ -40,13 +41,19 @@ def compile_all(out_dir: Path = COMPILED) -> list[Path]:
     return written
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=COMPILED, help="output folder")
-    args = parser.parse_args()
-    for path in compile_all(args.out):
+    args = parser.parse_args(argv)
+    try:
+        written = compile_all(args.out)
+    except ValueError as exc:  # a compile-time setting ($MMM_...) that does not parse
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
         print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

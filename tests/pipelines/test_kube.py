@@ -267,3 +267,21 @@ def test_defaults_and_explicit_arguments(clean_env) -> None:
     assert kube.gpu_tolerations() == [kube.Toleration("nvidia.com/gpu", effect="NoSchedule")]
     assert kube.gpu_node_selector({kube.GPU_NODE_SELECTOR_VARIABLE: "a=b"}) == {"a": "b"}
     assert kube.gpu_tolerations({kube.GPU_TOLERATIONS_VARIABLE: "none"}) == []
+
+
+@pytest.mark.parametrize(
+    "variable,value",
+    [
+        (kube.TRAIN_GPUS_VARIABLE, "two"),
+        (kube.WORKSPACE_SIZE_VARIABLE, "plenty"),
+        (kube.GPU_NODE_SELECTOR_VARIABLE, "bad"),
+    ],
+)
+def test_a_bad_compile_setting_is_one_error_line(tmp_path, clean_env, capsys, variable, value):
+    from pipelines.compile import main
+
+    clean_env.setenv(variable, value)
+    assert main(["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # nothing written
