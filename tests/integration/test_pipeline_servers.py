@@ -149,7 +149,7 @@ def test_the_model_is_registered_and_downloadable(
 
 
 def test_the_registered_model_serves_features(
-    pipeline_on_servers, mlflow_server, monkeypatch
+    pipeline_on_servers, mlflow_server, monkeypatch, tmp_path
 ) -> None:
     """``mlflow.pyfunc.load_model("models:/NAME@ALIAS")``: image files and their modality in,
     the evaluation's features out (L2-normalised, the same numbers as the evaluation's own
@@ -165,7 +165,9 @@ def test_the_registered_model_serves_features(
     # (the environment, which monkeypatch restores: mlflow.set_tracking_uri would stay set
     # for the later tests of this process)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
-    model = mlflow.pyfunc.load_model(f"models:/{run.model_name}@champion")
+    # (dst_path: without it mlflow downloads the model into a temporary folder it never
+    # removes, 129 MB per call)
+    model = mlflow.pyfunc.load_model(f"models:/{run.model_name}@champion", dst_path=tmp_path)
     metadata = model.metadata.metadata
     cfg = run.cfg
     assert metadata["input_size"] == [cfg.data.height, cfg.data.width]
