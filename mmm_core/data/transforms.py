@@ -214,9 +214,27 @@ def train_transforms(
     }
 
 
+class EvalView:
+    """The deterministic test-time transform: to float in [0, 1], ImageNet normalisation.
+
+    The same operations, in the same order, as torchvision's
+    ``Compose([ConvertImageDtype(float32), Normalize(mean, std)])`` (tested equal), without
+    importing torchvision (2-3 s in every step that extracts features).
+    """
+
+    def __init__(self) -> None:
+        self.mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if image.is_floating_point():
+            scaled = image.to(torch.float32).clone()
+        else:
+            scaled = image.to(torch.float32) / float(torch.iinfo(image.dtype).max)
+        return scaled.sub_(self.mean).div_(self.std)
+
+
 def eval_transform() -> Callable[[torch.Tensor], torch.Tensor]:
     """Deterministic test-time transform of a decoded uint8 image (flip averaging happens on
     the batch)."""
-    from torchvision import transforms as T  # here: importing torchvision takes 1-3 s
-
-    return T.Compose([T.ConvertImageDtype(torch.float32), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return EvalView()

@@ -20,7 +20,7 @@ from mmm_core.engine.checkpoint import load_checkpoint
 from mmm_core.engine.features import amp_dtype, extract_features
 from mmm_core.engine.trainer import LossWeights, Trainer
 
-if TYPE_CHECKING:  # the models import torchvision (seconds): cluster and match need neither
+if TYPE_CHECKING:  # (imported where a network is built: cluster and match build none)
     from mmm_core.models import TwoStreamAGW
 
 __all__ = [

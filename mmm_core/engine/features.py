@@ -17,7 +17,7 @@ from mmm_core.data.cache import ImageCache
 from mmm_core.data.datasets import eval_loader
 from mmm_core.data.transforms import eval_transform
 
-if TYPE_CHECKING:  # the models import torchvision (seconds): only the callers that build one
+if TYPE_CHECKING:  # (imported where a network is built: cluster and match build none)
     from mmm_core.models import TwoStreamAGW
 
 __all__ = ["amp_dtype", "bf16_supported", "extract_features", "resolve_device"]

@@ -1,7 +1,9 @@
-"""torchvision ResNet building blocks for the two-stream network.
+"""ResNet building blocks for the two-stream network.
 
-The two-stream model keeps torchvision's module names for ``layer1`` .. ``layer4`` so that
-a torchvision state dict maps onto it key by key (see `mmm_core.models.weights`).
+The ResNets are `mmm_core.models.resnet`'s, torchvision's layout without importing
+torchvision. The two-stream model keeps torchvision's module names for ``layer1`` ..
+``layer4`` so that a torchvision state dict maps onto it key by key (see
+`mmm_core.models.weights`).
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torchvision
 from torch import nn
+
+from mmm_core.models import resnet
 
 __all__ = [
     "ARCHITECTURES",
@@ -25,14 +28,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ResNetSpec:
-    """What the two-stream model needs to know about one torchvision ResNet.
+    """What the two-stream model needs to know about one ResNet.
 
     ``non_local_layers[i]`` is how many non-local blocks follow the *last* blocks of
     ``layer{i+1}`` (AGW: ``(0, 2, 3, 0)`` for resnet50, i.e. after the last two blocks of
     layer2 and the last three of layer3).
     """
 
-    factory: Callable[..., torchvision.models.ResNet]
+    factory: Callable[..., resnet.ResNet]
     feature_dim: int
     non_local_layers: tuple[int, int, int, int]
 
@@ -40,8 +43,8 @@ class ResNetSpec:
 ARCHITECTURES: dict[str, ResNetSpec] = {
     # resnet18 has two blocks per stage: one block after the last block of layer2 and one
     # after the last block of layer3 keeps AGW's "deeper stages only" placement.
-    "resnet18": ResNetSpec(torchvision.models.resnet18, 512, (0, 1, 1, 0)),
-    "resnet50": ResNetSpec(torchvision.models.resnet50, 2048, (0, 2, 3, 0)),
+    "resnet18": ResNetSpec(resnet.resnet18, 512, (0, 1, 1, 0)),
+    "resnet50": ResNetSpec(resnet.resnet50, 2048, (0, 2, 3, 0)),
 }
 
 
@@ -52,8 +55,8 @@ def feature_dim(arch: str, width: int = 64) -> int:
     return ARCHITECTURES[arch].feature_dim * width // 64
 
 
-def random_resnet(arch: str, width: int = 64, num_classes: int = 1000) -> torchvision.models.ResNet:
-    """A randomly initialised torchvision ResNet (torchvision's own initialisation).
+def random_resnet(arch: str, width: int = 64, num_classes: int = 1000) -> resnet.ResNet:
+    """A randomly initialised ResNet (torchvision's initialisation, bit for bit).
 
     ``width`` is the base channel count: the stem and layer1 have ``width`` channels,
     layer2-4 ``2, 4, 8 x width`` (times the block expansion), exactly torchvision's layout
@@ -64,36 +67,38 @@ def random_resnet(arch: str, width: int = 64, num_classes: int = 1000) -> torchv
         raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
-    resnet = ARCHITECTURES[arch].factory(weights=None, num_classes=num_classes)
+    # Built at width 64 first, then rebuilt: the random numbers drawn (and so the weights
+    # under a seed) stay those of every earlier version of this function.
+    network = ARCHITECTURES[arch].factory(num_classes=num_classes)
     if width == 64:
-        return resnet
-    block = type(resnet.layer1[0])
-    blocks = [len(getattr(resnet, f"layer{i}")) for i in range(1, 5)]
-    resnet.inplanes = width
-    resnet.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-    resnet.bn1 = nn.BatchNorm2d(width)
+        return network
+    block = type(network.layer1[0])
+    blocks = [len(getattr(network, f"layer{i}")) for i in range(1, 5)]
+    network.inplanes = width
+    network.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    network.bn1 = nn.BatchNorm2d(width)
     for index, count in enumerate(blocks):
         stride = 1 if index == 0 else 2
-        layer = resnet._make_layer(block, width * 2**index, count, stride=stride)
-        setattr(resnet, f"layer{index + 1}", layer)
-    resnet.fc = nn.Linear(8 * width * block.expansion, num_classes)
-    for module in resnet.modules():  # torchvision's initialisation of the rebuilt modules
+        layer = network._make_layer(block, width * 2**index, count, stride=stride)
+        setattr(network, f"layer{index + 1}", layer)
+    network.fc = nn.Linear(8 * width * block.expansion, num_classes)
+    for module in network.modules():  # torchvision's initialisation of the rebuilt modules
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.constant_(module.weight, 1)
             nn.init.constant_(module.bias, 0)
-    return resnet
+    return network
 
 
-def set_last_stride(resnet: torchvision.models.ResNet, stride: int) -> None:
+def set_last_stride(network: resnet.ResNet, stride: int) -> None:
     """Set the stride of layer4's first block (main path and shortcut) to ``stride``.
 
     torchvision's default is 2; re-ID networks use 1, doubling layer4's resolution.
     """
     if stride not in (1, 2):
         raise ValueError(f"last stride must be 1 or 2, got {stride}")
-    first_block = resnet.layer4[0]
+    first_block = network.layer4[0]
     for module in first_block.modules():
         if isinstance(module, nn.Conv2d) and module.stride != (1, 1):
             module.stride = (stride, stride)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 __all__ = [
@@ -33,10 +32,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_IMAGENET_WEIGHTS = {
-    "resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-    "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
-}
+# torchvision's weight enums, by name: torchvision is imported (2-3 s) only to fetch them
+_IMAGENET_WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet50": "ResNet50_Weights"}
 _STEMS = ("visible_stem", "infrared_stem")
 _IGNORED_PREFIXES = ("fc.",)
 
@@ -66,7 +63,9 @@ def imagenet_state_dict(arch: str) -> dict[str, Tensor]:
     """
     if arch not in _IMAGENET_WEIGHTS:
         raise ValueError(f"no ImageNet weights known for {arch!r}")
-    weights = _IMAGENET_WEIGHTS[arch]
+    import torchvision
+
+    weights = getattr(torchvision.models, _IMAGENET_WEIGHTS[arch]).IMAGENET1K_V1
     try:
         return weights.get_state_dict(progress=False)
     except Exception as err:  # URLError, OSError, hash mismatch, ...

@@ -236,3 +236,19 @@ def test_eval_loader_keeps_order(tmp_path: Path, image_writer) -> None:
 def test_views_dataset_length_mismatch() -> None:
     with pytest.raises(ValueError, match="3 paths but 2 labels"):
         ViewsDataset(["a", "b", "c"], np.array([0, 1]), [], ImageCache(4, 4, 0))
+
+
+def test_eval_transform_equals_torchvisions() -> None:
+    """`EvalView` does torchvision's ConvertImageDtype + Normalize, bit for bit."""
+    reference = T.Compose(
+        [T.ConvertImageDtype(torch.float32), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, 24, 12), dtype=torch.uint8, generator=generator)
+    ours = eval_transform()(image)
+    assert ours.dtype == torch.float32 and ours.shape == (3, 24, 12)
+    assert torch.equal(ours, reference(image))
+    assert image.dtype == torch.uint8  # the input is left alone
+    scaled = image.float() / 255
+    assert torch.equal(eval_transform()(scaled), reference(scaled))
+    assert torch.equal(scaled, image.float() / 255)  # a float input is not changed in place

@@ -1,5 +1,6 @@
 import logging
 import urllib.error
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,7 +12,6 @@ from mmm_core.models import (
     imagenet_state_dict,
     load_resnet_state_dict,
 )
-from mmm_core.models import weights as weights_module
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +97,9 @@ def test_imagenet_without_network_tells_user_to_pass_a_file(monkeypatch):
         def get_state_dict(self, **_kwargs):
             raise urllib.error.URLError("no network")
 
-    monkeypatch.setitem(weights_module._IMAGENET_WEIGHTS, "resnet18", Unreachable())
+    monkeypatch.setattr(
+        torchvision.models, "ResNet18_Weights", SimpleNamespace(IMAGENET1K_V1=Unreachable())
+    )
     with pytest.raises(PretrainedWeightsError, match=r"model\.pretrained=/path/to/resnet18-f37"):
         build_model("resnet18", pretrained="imagenet")
     with pytest.raises(ValueError, match="no ImageNet weights"):
