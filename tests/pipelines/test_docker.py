@@ -37,7 +37,7 @@ def test_versions_match_pyproject(dockerfile: Path) -> None:
         assert f"{name}=={version}" in lock, f"{name} pin differs"
     python = PYPROJECT["project"]["requires-python"].removeprefix(">=")
     # an exact patch tag (python:3.11.13-slim-bookworm) or the minor one
-    pattern = rf"^FROM python:{re.escape(python)}(\.\d+)?(-[-\w]*)?$"
+    pattern = rf"^FROM python:{re.escape(python)}(\.\d+)?(-[-\w]*)?@sha256:[0-9a-f]{{64}}$"
     assert re.search(pattern, text, re.M), "Python differs"
     include = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = [pattern.rstrip("*") for pattern in include]
@@ -46,8 +46,86 @@ def test_versions_match_pyproject(dockerfile: Path) -> None:
         assert f"COPY {folder} ./{folder}" in text, f"the image lacks {folder}/"
 
 
-def test_gpu_image_has_faiss_gpu() -> None:
-    assert "faiss-gpu" in (ROOT / "docker" / "Dockerfile.gpu").read_text()
+def test_both_images_have_faiss_cpu_at_the_environments_version() -> None:
+    from importlib.metadata import version
+
+    for dockerfile in DOCKERFILES:
+        text = dockerfile.read_text()
+        assert f"faiss-cpu=={version('faiss-cpu')}" in text, dockerfile.name
+        assert "faiss-gpu" not in re.sub(r"(?m)^#.*$", "", text), dockerfile.name
+
+
+def cuda_majors(requirement: str) -> set[int]:
+    """The CUDA major versions a package name or requirement string names: ``-cuNN`` in a
+    name (nvidia-cudnn-cu13, faiss-gpu-cu12), or the version of cuda-toolkit /
+    cuda-bindings / cuda-runtime (``==13.0.3``, ``<14,>=13.0.3``)."""
+    from packaging.requirements import Requirement
+
+    parsed = Requirement(requirement)
+    majors = {int(m) // (10 if int(m) >= 100 else 1) for m in re.findall(r"-cu(\d+)$", parsed.name)}
+    if re.fullmatch(r"cuda-(toolkit|bindings|runtime|python)", parsed.name):
+        lower = [s.version for s in parsed.specifier if s.operator in ("==", ">=", "~=")]
+        majors |= {int(v.split(".")[0]) for v in lower}
+    return majors
+
+
+def test_cuda_majors_are_read_from_names_and_versions() -> None:
+    assert cuda_majors("nvidia-cudnn-cu13==9.24.0.43") == {13}
+    assert cuda_majors("nvidia-cublas-cu12>=12.1.3.1") == {12}
+    assert cuda_majors("faiss-gpu-cu12") == {12}
+    assert cuda_majors('cuda-toolkit[cublas,cudart]==13.0.3; platform_system == "Linux"') == {13}
+    assert cuda_majors("cuda-bindings<14,>=13.0.3") == {13}
+    assert cuda_majors("numpy>=1.26") == set() == cuda_majors("torch==2.14.1")
+
+
+@pytest.mark.network
+def test_gpu_image_resolves_to_one_cuda_major_version(tmp_path: Path) -> None:
+    """Resolve the GPU image's own pins (the ``pip install`` lines that do not read the lock)
+    against PyPI, as `docker build` would, with ``pip install --dry-run --report``: the
+    packages chosen and what each declares it requires name one CUDA major version.
+
+    ``--no-deps``: the packages' own requirement lists are read from the report, one level
+    deep, which is where the CUDA libraries are named (nvidia-*-cuNN, cuda-toolkit==NN.*).
+    Needs network access to PyPI (the suite's installs need it too).
+    """
+    import json
+    import subprocess
+    import sys
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    text = (ROOT / "docker" / "Dockerfile.gpu").read_text()
+    pins = [
+        token
+        for line in re.findall(r"(?m)^RUN pip install (?!--no-deps)([^\n\\]+)$", text)
+        for token in line.split()
+        if "==" in token
+    ]
+    assert {p.split("==")[0] for p in pins} == {"torch", "torchvision"}, pins
+    report = tmp_path / "report.json"
+    command = [
+        sys.executable, "-m", "pip", "install", "--isolated", "--quiet", "--dry-run",
+        "--ignore-installed", "--no-deps", "--only-binary=:all:", "--target", str(tmp_path / "t"),
+        "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64",
+        "--index-url", "https://pypi.org/simple", "--report", str(report), *pins,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"pip could not resolve {pins} from PyPI: {done.stderr[-2000:]}"
+    installs = json.loads(report.read_text())["install"]
+    assert sorted(i["metadata"]["name"] for i in installs) == ["torch", "torchvision"]
+    linux = default_environment() | {"platform_system": "Linux", "sys_platform": "linux"}
+    linux |= {"python_version": "3.11", "platform_machine": "x86_64"}
+    found: dict[str, set[int]] = {}
+    for item in installs:
+        for text in [item["metadata"]["name"], *item["metadata"].get("requires_dist", [])]:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate(linux | {"extra": ""}):
+                for major in cuda_majors(text):
+                    found.setdefault(f"{item['metadata']['name']}: {text}", set()).add(major)
+    majors = set().union(*found.values()) if found else set()
+    assert len(majors) == 1, f"CUDA major versions in the GPU image: {found}"
+    assert sum(1 for text in found if "nvidia-" in text) >= 3  # torch's CUDA build was read
 
 
 LOCK = ROOT / "docker" / "requirements.lock"
