@@ -35,6 +35,7 @@ __all__ = [
     "champion_checkpoint",
     "decide",
     "first_champion_allowed",
+    "judge",
     "score",
     "should_promote",
 ]
@@ -142,11 +143,19 @@ def decide(
         if log_to is not None:
             log_to.log_artifact(new_file, "promotion")
             log_to.log_artifact(old_file, "promotion")
+    verdict = judge(new_score, champion_score, current.version, min_improvement)
+    log.info("%s: %s", "promote" if verdict.promote else "keep the champion", verdict.reason)
+    return verdict
+
+
+def judge(
+    new_score: float, champion_score: float, champion_version: str, min_improvement: float = 0.0
+) -> Promotion:
+    """The rule's comparison of two scores measured on the same protocol, with its reason."""
     promote = should_promote(new_score, champion_score, min_improvement)
     relation = ">" if promote else "<="
     reason = (
-        f"{METRIC} {new_score:.4f} {relation} champion v{current.version} "
+        f"{METRIC} {new_score:.4f} {relation} champion v{champion_version} "
         f"{champion_score:.4f} + {min_improvement}"
     )
-    log.info("%s: %s", "promote" if promote else "keep the champion", reason)
-    return Promotion(promote, reason, new_score, champion_score, current.version)
+    return Promotion(promote, reason, new_score, champion_score, champion_version)

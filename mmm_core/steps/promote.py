@@ -38,7 +38,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mmm_core.engine.champion import CHAMPION, METRIC, first_champion_allowed, should_promote
+from mmm_core.engine.champion import (
+    CHAMPION,
+    METRIC,
+    first_champion_allowed,
+    judge,
+    should_promote,  # (re-exported: the step's rule)
+)
 from mmm_core.steps.ingest import Decision
 
 __all__ = ["METRIC", "run", "should_promote"]
@@ -135,12 +141,9 @@ def run(
         )
     elif champion_score is None:  # (a retraining is stage-2-only: it needs `allow_first`)
         promote, reason = first_champion_allowed(cfg, allow_first)
-    elif should_promote(new_score, champion_score, min_improvement):
-        promote = True
-        reason = f"{METRIC} {new_score:.4f} > champion {champion_score:.4f} + {min_improvement}"
-    else:
-        promote = False
-        reason = f"{METRIC} {new_score:.4f} <= champion {champion_score:.4f} + {min_improvement}"
+    else:  # the rule of `mmm_core.engine.champion`, on the scores measured above
+        verdict = judge(new_score, champion_score, current_version, min_improvement)
+        promote, reason = verdict.promote, verdict.reason
     log.info("%s: %s", "promote" if promote else "keep the champion", reason)
     protocol = f"{PRIMARY_SETTING[cfg.data.format]} {METRIC}, mean of the evaluated trials"
     tracker.log_params(

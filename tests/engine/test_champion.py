@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmm_core.engine.champion import first_champion_allowed, should_promote
+from mmm_core.engine.champion import first_champion_allowed, judge, should_promote
 
 
 @pytest.mark.parametrize(
@@ -21,6 +21,16 @@ from mmm_core.engine.champion import first_champion_allowed, should_promote
 )
 def test_should_promote(new: float, champion: float | None, margin: float, expected: bool) -> None:
     assert should_promote(new, champion, margin) is expected
+
+
+def test_judge_gives_the_verdict_and_its_reason() -> None:
+    """Training's `decide` and retraining's promote step both word their decision here."""
+    better = judge(0.31, 0.25, "3", 0.05)
+    assert better.promote and better.champion_version == "3"
+    assert better.reason == "mAP 0.3100 > champion v3 0.2500 + 0.05"
+    tie = judge(0.25, 0.25, "3")
+    assert not tie.promote and "<= champion v3" in tie.reason
+    assert (tie.new_score, tie.champion_score) == (0.25, 0.25)
 
 
 def test_only_a_full_run_founds_the_champion_line(micro_config) -> None:
