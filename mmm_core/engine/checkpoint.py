@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import tempfile
@@ -19,6 +20,7 @@ __all__ = [
     "load_checkpoint",
     "restore_rng",
     "save_checkpoint",
+    "save_weights_only",
 ]
 
 FORMAT_VERSION = 1
@@ -82,6 +84,15 @@ def save_checkpoint(path: str | Path, state: TrainingState) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def save_weights_only(source: str | Path, out: str | Path) -> TrainingState:
+    """Copy the checkpoint `source` to `out` without its optimiser and scheduler states (two
+    thirds of a training checkpoint; a registered model needs the weights, and a warm start
+    starts both afresh). Returns the state as read from `source`."""
+    state = load_checkpoint(source)
+    save_checkpoint(out, dataclasses.replace(state, optimizer=None, scheduler=None))
+    return state
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> TrainingState:

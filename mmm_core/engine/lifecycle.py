@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -287,7 +288,8 @@ def finish_run(
     promote: bool = True,
 ) -> str | None:
     """Log the config, the history and the `extra` files that exist, log the final model (an
-    MLflow pyfunc model that `mmm_core.serving` serves: features from images), register it
+    MLflow pyfunc model that `mmm_core.serving` serves: features from images; the
+    checkpoint's weights, without its optimiser and scheduler states), register it
     under ``tracking.model_name`` with `alias`, apply the promotion rule
     (`mmm_core.engine.champion`, when `promote` and ``tracking.promote``), end the run.
 
@@ -299,40 +301,48 @@ def finish_run(
     if not tracker.enabled:
         return None
     recorded = tracker.get_run_metrics()
-    if REGISTERED_VERSION in recorded:
-        version = str(int(recorded[REGISTERED_VERSION]))
-        log.info("version %s was registered by an earlier attempt", version)
-    else:
-        tracker.log_artifact(config)
-        tracker.log_artifact(history, "history")
-        for path in extra:
-            if Path(path).exists():
-                tracker.log_artifact(path)
-        from mmm_core.engine.checkpoint import load_checkpoint
-        from mmm_core.serving import model_metadata
+    register = REGISTERED_VERSION not in recorded
+    decide_now = promote and cfg.tracking.promote and PROMOTED not in recorded
+    with tempfile.TemporaryDirectory() as folder:
+        weights = Path(folder) / "checkpoint.pt"  # what is registered and what is judged
+        state = None
+        if register or decide_now:
+            from mmm_core.engine.checkpoint import save_weights_only
 
-        feature_dim = load_checkpoint(checkpoint).feature_dim
-        metadata = model_metadata(cfg, feature_dim) if feature_dim else {}
-        tracker.log_model(checkpoint, "model", metadata=metadata, config_path=config)
-        version = tracker.register_model(cfg.tracking.model_name, alias)
-        tracker.log_metrics({REGISTERED_VERSION: float(version)}, step=0)
-    if promote and cfg.tracking.promote and PROMOTED not in recorded:
-        from mmm_core.engine.champion import CHAMPION, decide
+            state = save_weights_only(checkpoint, weights)
+        if not register:
+            version = str(int(recorded[REGISTERED_VERSION]))
+            log.info("version %s was registered by an earlier attempt", version)
+        else:
+            tracker.log_artifact(config)
+            tracker.log_artifact(history, "history")
+            for path in extra:
+                if Path(path).exists():
+                    tracker.log_artifact(path)
+            from mmm_core.serving import model_metadata
 
-        decision = decide(cfg, tracker, checkpoint, log_to=tracker)
-        if decision.promote:
-            tracker.set_alias(cfg.tracking.model_name, CHAMPION, version)
-        log.info(
-            "%s v%s: %s",
-            "champion is now" if decision.promote else "not promoted:",
-            version,
-            decision.reason,
-        )
-        numbers = {
-            PROMOTED: float(decision.promote),
-            "promotion/new_mAP": decision.new_score,
-            "promotion/champion_mAP": decision.champion_score,
-        }
-        tracker.log_metrics(numbers, step=0)
+            feature_dim = state.feature_dim if state is not None else 0
+            metadata = model_metadata(cfg, feature_dim) if feature_dim else {}
+            tracker.log_model(weights, "model", metadata=metadata, config_path=config)
+            version = tracker.register_model(cfg.tracking.model_name, alias)
+            tracker.log_metrics({REGISTERED_VERSION: float(version)}, step=0)
+        if decide_now:
+            from mmm_core.engine.champion import CHAMPION, decide
+
+            decision = decide(cfg, tracker, weights, log_to=tracker)
+            if decision.promote:
+                tracker.set_alias(cfg.tracking.model_name, CHAMPION, version)
+            log.info(
+                "%s v%s: %s",
+                "champion is now" if decision.promote else "not promoted:",
+                version,
+                decision.reason,
+            )
+            numbers = {
+                PROMOTED: float(decision.promote),
+                "promotion/new_mAP": decision.new_score,
+                "promotion/champion_mAP": decision.champion_score,
+            }
+            tracker.log_metrics(numbers, step=0)
     tracker.end("FINISHED")
     return version

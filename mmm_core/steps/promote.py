@@ -19,8 +19,7 @@ is promoted: the comparison would be against the wrong model.
 In order: evaluate both; log ``retrain/new_mAP``, ``retrain/champion_mAP``,
 ``retrain/promoted`` and the decision to the run's MLflow run (both evaluation files as
 artifacts under ``promotion/``); register the new model (`mmm_core.steps.register`, alias
-``candidate``: the model weights only, as ``checkpoint.pt``; the optimiser and scheduler states,
-two thirds of a training checkpoint, are dropped since a warm start starts them afresh);
+``candidate``: the model weights only, as every registered model);
 point ``champion`` at it when better; commit the ingest snapshot as the new
 state (`mmm_core.steps.ingest.write_state`); end the run. The state is committed last, so a
 failure anywhere leaves the images pending for the next run. A retried step does not register
@@ -53,25 +52,6 @@ log = logging.getLogger(__name__)
 
 CANDIDATE = "candidate"
 VERSION_METRIC = "retrain/registered_version"
-
-
-def _weights_only(checkpoint_path: str | Path, out: Path) -> Path:
-    """A copy of the checkpoint without optimiser and scheduler states (a third of the size)."""
-    from mmm_core.engine.checkpoint import TrainingState, load_checkpoint, save_checkpoint
-
-    state = load_checkpoint(checkpoint_path)
-    save_checkpoint(
-        out,
-        TrainingState(
-            next_round=state.next_round,
-            stage=state.stage,
-            model=state.model,
-            arch=state.arch,
-            feature_dim=state.feature_dim,
-            extra=state.extra,
-        ),
-    )
-    return out
 
 
 def _write_result(path: str | Path, result: dict[str, Any]) -> dict[str, Any]:
@@ -160,12 +140,11 @@ def run(
     if registered:  # a retried step: this run's model is registered already
         version = registered
     else:
-        with tempfile.TemporaryDirectory() as folder:
-            weights = _weights_only(checkpoint_path, Path(folder) / "checkpoint.pt")
-            registered_now = register.run(
-                config_path, weights, history_path, CANDIDATE, promote=False
-            )
-            version = registered_now["version"]
+        # (registers the weights only: `finish_run` drops the optimiser and scheduler)
+        registered_now = register.run(
+            config_path, checkpoint_path, history_path, CANDIDATE, promote=False
+        )
+        version = registered_now["version"]
         tracker.resume(cfg.tracking.run_id)  # register ended the run
         tracker.log_metrics({VERSION_METRIC: float(version)}, step=decision.rounds)
     if promote:
