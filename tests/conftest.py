@@ -130,6 +130,9 @@ def image_writer():
 
 # A few seconds per round on CPU: the synthetic tiny preset with a very short schedule.
 MICRO_OVERRIDES = [
+    # a width-16 ResNet-18: every layer, stride and name of width 64, 1/13 of the compute
+    # and 1/16 of the checkpoint (the demo and the ladder test the full width elsewhere)
+    "model.width=16",
     "train.stage1_rounds=1",
     "train.stage2_rounds=1",
     "train.iters_per_round=2",

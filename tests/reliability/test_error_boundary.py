@@ -201,7 +201,7 @@ def test_resume_refuses_a_config_that_does_not_fit(capsys, micro_dataset, tmp_pa
     wider = train_argv(micro_dataset, out, "--resume", "--set", "model.width=32")
     code, err = run(capsys, wider)
     line = one_error_line(err)
-    assert code == 2 and "'model.width': is 32" in line and "trained with 64" in line
+    assert code == 2 and "'model.width': is 32" in line and "trained with 16" in line
     bigger = train_argv(micro_dataset, out, "--resume", "--set", "data.height=96")
     code, err = run(capsys, bigger)
     assert code == 2 and "is 96x32" in one_error_line(err) and "trained with 64x32" in err
@@ -211,7 +211,7 @@ def test_resume_refuses_a_config_that_does_not_fit(capsys, micro_dataset, tmp_pa
                 "--set", "model.width=32"]  # fmt: skip
     code, err = run(capsys, evaluate)
     line = one_error_line(err)
-    assert code == 2 and "'model.width': is 32" in line and "holds a width 64 model" in line
+    assert code == 2 and "'model.width': is 32" in line and "holds a width 16 model" in line
     # a history shorter than the checkpoint is an error, not a silent gap
     (out / "metrics.jsonl").write_text("")
     code, err = run(capsys, train_argv(micro_dataset, out, "--resume"))

@@ -56,7 +56,8 @@ def test_steps_honour_their_contracts(tmp_path: Path, micro_config) -> None:
         paths = run_round(cfg_path, tmp_path, manifest, checkpoint, r)
         visible, infrared = read_features(paths["features.npz"])
         n_v, n_r = len(rows.modality("visible")), len(rows.modality("infrared"))
-        assert visible.shape == (n_v, 512) and infrared.shape == (n_r, 512)
+        dim = 8 * micro_config.model.width
+        assert visible.shape == (n_v, dim) and infrared.shape == (n_r, dim)
         assert visible.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(visible, axis=1), 1.0, atol=1e-5)
         labels = ClusterOutput.load(paths["labels.npz"])
