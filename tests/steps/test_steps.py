@@ -67,12 +67,12 @@ def test_steps_honour_their_contracts(tmp_path: Path, micro_config) -> None:
         if r == 0:
             assert labels.joint_visible is not None and targets.centres_joint is not None
             c_v = int(labels.labels_visible.max()) + 1
-            assert targets.centres_visible.shape == (c_v, 512)
+            assert targets.centres_visible.shape == (c_v, dim)
         else:
             assert labels.joint_visible is None and targets.v2r is not None
             c_v = int(labels.labels_visible.max()) + 1
             c_r = int(labels.labels_infrared.max()) + 1
-            assert targets.centres_visible.shape[0::2] == (c_v, 512)
+            assert targets.centres_visible.shape[0::2] == (c_v, dim)
             assert targets.v2r.shape == (c_v,) and targets.r2v.shape == (c_r,)
             assert (targets.v2r >= 0).all() and (targets.r2v >= 0).all()
             np.testing.assert_allclose(targets.weights_v2r.sum(1), 1.0, atol=1e-5)
