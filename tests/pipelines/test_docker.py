@@ -160,3 +160,39 @@ def test_the_images_install_their_dependencies_from_the_lock() -> None:
         assert "pip install --no-deps -r docker/requirements.lock" in text, dockerfile.name
         assert "pip install --no-deps ." in text, dockerfile.name
         assert not re.search(r'pip install [^\n]*"[\w-]+>=', text), dockerfile.name  # no ranges
+
+
+def load_lock_module():
+    """docker/lock.py, a script (docker/ is no package), loaded from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docker_lock", ROOT / "docker" / "lock.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lock_script_pins_the_closure_and_checks_its_file(tmp_path: Path, monkeypatch) -> None:
+    """lock.py's closure holds the package's run-time dependencies and theirs (extras
+    included), never what each image builds itself; --check passes on the file it wrote and
+    fails on an edited one. (Not compared with the committed lock: a fresh environment may
+    resolve newer versions within pyproject's ranges, which the test above bounds.)"""
+    from importlib.metadata import version
+
+    lock = load_lock_module()
+    pins = lock.closure(lock.ROOTS)
+    for name in ("kfp", "kfp-kubernetes", "mlflow", "numpy", "scipy", "minio", "pyyaml"):
+        assert pins[name] == version(name), name
+    assert "protobuf" in pins and "sqlalchemy" in pins  # dependencies of dependencies
+    assert not any(lock.PER_IMAGE.match(name) for name in pins)
+    assert not {"torch", "torchvision", "faiss-cpu", "mmm-vi-reid"} & set(pins)
+    text = lock.render(pins)
+    lines = text.splitlines()
+    names = [line.split("==")[0] for line in lines[1:]]
+    assert lines[0].startswith("#") and names == sorted(pins) == sorted(names)
+
+    monkeypatch.setattr(lock, "LOCK", tmp_path / "requirements.lock")
+    assert lock.main([]) == 0 and lock.LOCK.read_text() == text
+    assert lock.main(["--check"]) == 0
+    lock.LOCK.write_text(text.replace(f"numpy=={pins['numpy']}", "numpy==1.0.0"))
+    assert lock.main(["--check"]) == 1
