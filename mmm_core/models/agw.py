@@ -230,7 +230,8 @@ def build_model(
         width=width,
     )
     if pretrained == "none":
-        logger.info("%s: random initialisation", arch)
+        if not next(model.parameters()).is_meta:  # (meta: laid out for a checkpoint's weights)
+            logger.info("%s: random initialisation", arch)
         return model
     if pretrained == "imagenet":
         if width != 64:
