@@ -72,9 +72,7 @@ class FeatureModel:
         self.cfg = load_config(config_path)
         self.device = resolve_device(device)
         state = load_checkpoint(checkpoint_path, map_location=self.device)
-        self.model = build_network(
-            self.cfg.replace(**{"model.pretrained": "none"}), self.device, weights_follow=True
-        )
+        self.model = build_network(self.cfg.replace(**{"model.pretrained": "none"}), self.device)
         self.model.load_state_dict(state.model)
         self.model.eval()
 

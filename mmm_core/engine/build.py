@@ -84,15 +84,8 @@ def tracker_for(cfg: Config, run_dir: Path | None = None):
     return make_tracker(t.enabled, t.uri, t.experiment, run_dir=run_dir)
 
 
-def build_network(
-    cfg: Config, device: torch.device, *, weights_follow: bool = False
-) -> TwoStreamAGW:
+def build_network(cfg: Config, device: torch.device) -> TwoStreamAGW:
     """The config's two-stream network on `device`, its weights in channels-last layout.
-
-    ``weights_follow``: the caller loads every weight from a checkpoint next, so the network
-    is laid out on the ``meta`` device and given memory on `device` without drawing random
-    initial weights (half a second for a width-64 ResNet-18 on this project's CPU, paid by
-    every extract, train and evaluate task) and without touching the random generators.
 
     Channels-last (NHWC) lets oneDNN / cuDNN pick their fast convolution and pooling kernels:
     a training step of the bench network ran 15 % faster and an extraction batch 35 % faster
@@ -101,32 +94,21 @@ def build_network(
     """
     from mmm_core.models import build_model
 
-    def build() -> TwoStreamAGW:
-        return build_model(
-            cfg.model.arch,
-            cfg.model.pretrained,
-            non_local=cfg.model.non_local,
-            gem_p=cfg.model.gem_p,
-            last_stride=cfg.model.last_stride,
-            width=cfg.model.width,
-        )
-
-    if weights_follow:
-        if cfg.model.pretrained != "none":
-            raise ValueError("weights_follow: the checkpoint's weights replace pretrained ones")
-        with torch.device("meta"):
-            model = build()
-        model = model.to_empty(device=device)
-    else:
-        model = build()
+    model = build_model(
+        cfg.model.arch,
+        cfg.model.pretrained,
+        non_local=cfg.model.non_local,
+        gem_p=cfg.model.gem_p,
+        last_stride=cfg.model.last_stride,
+        width=cfg.model.width,
+    )
     return model.to(device=device, memory_format=torch.channels_last)
 
 
 def load_network(cfg: Config, checkpoint_path: str | Path, device: torch.device) -> TwoStreamAGW:
-    """The network with a checkpoint's weights (no pretrained or random weights first)."""
-    state = load_checkpoint(checkpoint_path, map_location=device)
-    model = build_network(cfg.replace(**{"model.pretrained": "none"}), device, weights_follow=True)
-    model.load_state_dict(state.model)
+    """The network with a checkpoint's weights (no pretrained weights are loaded first)."""
+    model = build_network(cfg.replace(**{"model.pretrained": "none"}), device)
+    model.load_state_dict(load_checkpoint(checkpoint_path, map_location=device).model)
     return model
 
 

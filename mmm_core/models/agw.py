@@ -230,8 +230,7 @@ def build_model(
         width=width,
     )
     if pretrained == "none":
-        if not next(model.parameters()).is_meta:  # (meta: laid out for a checkpoint's weights)
-            logger.info("%s: random initialisation", arch)
+        logger.info("%s: random initialisation", arch)
         return model
     if pretrained == "imagenet":
         if width != 64:

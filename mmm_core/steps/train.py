@@ -54,7 +54,7 @@ def run(
             f"{checkpoint_path}: checkpoint is at round {state.next_round}, step asked for "
             f"round {round_index}"
         )
-    model = build_network(cfg.replace(**{"model.pretrained": "none"}), device, weights_follow=True)
+    model = build_network(cfg.replace(**{"model.pretrained": "none"}), device)
     network = model
     if ddp:
         from torch.nn.parallel import DistributedDataParallel
