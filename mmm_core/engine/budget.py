@@ -53,9 +53,10 @@ def images_per_step(cfg: Config) -> int:
 
 def estimate_step_memory(cfg: Config, device: torch.device) -> StepMemory:
     """The lower bound of one training step's memory for `cfg` on `device` (see the module)."""
-    # The layer outputs of one image, from a forward pass on the CPU (tens of milliseconds at
-    # the paper's input size). On the meta device the batch norms' decompositions import
-    # torch._dynamo: 1.7 s more in every train task's fresh process.
+    # The layer outputs of one image, from a forward pass on the CPU (0.3 s for the tiny
+    # preset, 0.75 s for the paper's ResNet-50 at 288x144 here). On the meta device the batch
+    # norms' decompositions import torch._dynamo (1.7 s in a fresh process; a train task's
+    # Adam imports it later anyway, other callers need not).
     model = build_network(cfg.replace(**{"model.pretrained": "none"}), torch.device("cpu"))
     model.eval()  # (the same convolutions and layers as in training, one image suffices)
     elements = 0
