@@ -321,7 +321,7 @@ def finish_run(
                     tracker.log_artifact(path)
             from mmm_core.serving import model_metadata
 
-            feature_dim = state.feature_dim if state is not None else 0
+            feature_dim = state.feature_dim
             metadata = model_metadata(cfg, feature_dim) if feature_dim else {}
             tracker.log_model(weights, "model", metadata=metadata, config_path=config)
             version = tracker.register_model(cfg.tracking.model_name, alias)

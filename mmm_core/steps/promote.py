@@ -37,16 +37,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mmm_core.engine.champion import (
-    CHAMPION,
-    METRIC,
-    first_champion_allowed,
-    judge,
-    should_promote,  # (re-exported: the step's rule)
-)
+from mmm_core.engine.champion import CHAMPION, METRIC, first_champion_allowed, judge, score
 from mmm_core.steps.ingest import Decision
 
-__all__ = ["METRIC", "run", "should_promote"]
+__all__ = ["METRIC", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +84,7 @@ def run(
 
     from mmm_core.engine.build import tracker_for
     from mmm_core.engine.phases import PRIMARY_SETTING
-    from mmm_core.steps import evaluate, ingest, register
+    from mmm_core.steps import ingest, register
     from mmm_core.steps.common import read_config
 
     cfg = read_config(config_path)
@@ -99,11 +93,10 @@ def run(
     tracker.resume(cfg.tracking.run_id)
     with tempfile.TemporaryDirectory() as folder:
         new_file, champion_file = Path(folder) / "new.json", Path(folder) / "champion.json"
-        new_score = evaluate.run(config_path, checkpoint_path, new_file)[METRIC]
+        new_score = score(cfg, checkpoint_path, new_file)
         champion_score = None
         if decision.champion_version:
-            scores = evaluate.run(config_path, initial_checkpoint_path, champion_file)
-            champion_score = scores[METRIC]
+            champion_score = score(cfg, initial_checkpoint_path, champion_file)
             tracker.log_artifact(champion_file, "promotion")
         tracker.log_artifact(new_file, "promotion")
 
