@@ -24,7 +24,7 @@ for which in before after; do
   (cd "$work/$which" && PYTHONPATH="$work/$which" /usr/bin/time -v "$python" -m mmm_cli demo \
     --out "$work/$which-demo" > "$work/$which.log" 2>&1)
   grep -E "Elapsed|Maximum resident" "$work/$which.log"
-  grep -E "^ +R1 " "$work/$which.log" | tail -1
+  grep -E "^ +R1 .*R10 " "$work/$which.log" | tail -1
 done
 PYTHONPATH="$root" "$python" -m benchmarks.task_overhead "$work/before-demo" "$work/after-demo"
 echo "(logs and runs kept in $work; the worktrees are removed)"
