@@ -14,9 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmm_core.models.onednn import cap_onednn_below_amx
+
 if os.environ.get("PYTEST_XDIST_WORKER"):  # set before any test imports torch
     for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_variable, "1")
+# What every network the product builds does first; here before any test's first convolution
+# (some tests run bare layers before they build a network). tests/models/test_onednn.py
+# checks the guard in fresh processes.
+cap_onednn_below_amx()
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

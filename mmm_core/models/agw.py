@@ -31,6 +31,7 @@ from mmm_core.models.backbone import (
     set_last_stride,
 )
 from mmm_core.models.layers import BNNeck, GeneralizedMeanPooling, NonLocalBlock
+from mmm_core.models.onednn import cap_onednn_below_amx
 from mmm_core.models.weights import imagenet_state_dict, load_resnet_state_dict, read_state_dict
 
 __all__ = [
@@ -103,6 +104,7 @@ class TwoStreamAGW(nn.Module):
         width: int = 64,
     ) -> None:
         super().__init__()
+        cap_onednn_below_amx()  # before this network's first convolution (see the module)
         resnet = random_resnet(arch, width)
         set_last_stride(resnet, last_stride)
         spec = ARCHITECTURES[arch]

@@ -275,15 +275,22 @@ def _step_gradients(dtype, batch_seed: int = 0):
 def test_bf16_step_stays_close_to_fp32() -> None:
     """One stage-2 step in bf16 autocast vs float32 on a tiny batch: the loss within 2 % and
     the gradient pointing the same way (cosine > 0.9; the memory temperature 0.05 multiplies
-    bf16's ~0.4 % feature rounding by 20 in the logits, so measured cosines are 0.93-0.96),
-    while another batch's float32 gradient is far from it; memories and losses stay float32."""
+    bf16's ~0.4 % feature rounding by 20 in the logits), while another batch's float32
+    gradient is far from it; memories and losses stay float32.
+
+    Measured: cosines 0.93-0.96 on an AMD EPYC; 0.915 and a difference of 0.41 x the norm
+    with oneDNN's AVX-512 bf16 kernels on an Intel Xeon (0.935 and 0.36 with its AVX2 ones),
+    the other batch 1.29 x the norm away. With oneDNN 3.12's AMX kernels the same step gave
+    NaN (`mmm_core.models.onednn`)."""
     loss32, grad32 = _step_gradients(None)
     loss16, grad16 = _step_gradients(torch.bfloat16)
     _, other = _step_gradients(None, batch_seed=7)
     assert abs(loss16 - loss32) < 0.02 * abs(loss32)
     assert F.cosine_similarity(grad16, grad32, dim=0) > 0.9
-    assert (grad16 - grad32).norm() < 0.4 * grad32.norm()
-    assert F.cosine_similarity(other, grad32, dim=0) < 0.8  # the bound above discriminates
+    assert (grad16 - grad32).norm() < 0.5 * grad32.norm()
+    # The bounds above discriminate: another batch's gradient is far from this one's.
+    assert F.cosine_similarity(other, grad32, dim=0) < 0.8
+    assert (other - grad32).norm() > 0.8 * grad32.norm()
 
 
 def test_fp16_needs_cuda() -> None:
