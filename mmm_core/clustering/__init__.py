@@ -3,17 +3,16 @@
 The functions ``knn`` and ``subcluster`` share their module's name and are deliberately not
 re-exported here (that would shadow the modules): import them as
 ``from mmm_core.clustering.knn import knn`` and
-``from mmm_core.clustering.subcluster import subcluster``.
+``from mmm_core.clustering.subcluster import subcluster``. Sub-clustering computes on torch
+tensors, so importing this package does not import it (nor torch).
 """
 
 from .cmc import JointClustering, cmc_joint_labels, joint_centres
 from .dbscan import dbscan_labels, renumber_labels
 from .jaccard import jaccard_distance
-from .subcluster import SubClusters
 
 __all__ = [
     "JointClustering",
-    "SubClusters",
     "cmc_joint_labels",
     "dbscan_labels",
     "jaccard_distance",

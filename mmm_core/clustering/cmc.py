@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .dbscan import dbscan_labels
 from .jaccard import jaccard_distance
-from .knn import Backend
+from .knn import Backend, is_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +124,9 @@ def cmc_joint_labels(
         order, visible first).
     """
     n_visible = int(visible_features.shape[0])
-    if isinstance(visible_features, torch.Tensor):
+    if is_tensor(visible_features):
+        import torch
+
         stacked = torch.cat(
             [visible_features, torch.as_tensor(infrared_features).to(visible_features)]
         )

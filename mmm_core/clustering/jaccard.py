@@ -52,14 +52,17 @@ accumulator stays small.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-from .knn import Backend, knn_among
+from .knn import Backend, as_float32_numpy, knn_among
 from .knn import knn as knn_search
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -177,9 +180,7 @@ def _pair_similarities(
     out = np.where(found, sorted_sims[pos], 0.0).astype(np.float32)
     missing = np.flatnonzero(~found)
     if missing.size:
-        if isinstance(features, torch.Tensor):
-            features = features.detach().to("cpu", torch.float32).numpy()
-        array = np.asarray(features, dtype=np.float32)
+        array = as_float32_numpy(features)
         step = 1 << 13
         for start in range(0, missing.size, step):
             sel = missing[start : start + step]

@@ -23,19 +23,26 @@ is reproducible):
 
 Exact ties only arise from duplicated (or exactly symmetric) features; the rules make the
 lists, and everything built on them, independent of the backend's internal tie order.
+
+torch is imported only by the torch backend and for tensor input: on numpy features with
+faiss, this module and the Jaccard distance built on it run without it (the pipeline's
+cluster step saves the 2-3 s of ``import torch``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Literal
+import sys
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["faiss_available", "knn", "knn_among"]
+__all__ = ["as_float32_numpy", "faiss_available", "is_tensor", "knn", "knn_among"]
 
 Backend = Literal["auto", "faiss", "torch"]
 
@@ -51,17 +58,26 @@ def faiss_available() -> bool:
     return True
 
 
+def is_tensor(value: object) -> bool:
+    """Whether `value` is a torch tensor, without importing torch (no tensor exists before)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
 def _faiss_can_serve(features: np.ndarray | torch.Tensor) -> bool:
     """faiss serves host arrays always, CUDA tensors only when it was built with GPUs."""
-    if isinstance(features, torch.Tensor) and features.is_cuda:
+    if is_tensor(features) and features.is_cuda:
         import faiss
 
         return faiss.get_num_gpus() > 0
     return True
 
 
-def _as_float32_numpy(features: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(features, torch.Tensor):
+def as_float32_numpy(features: np.ndarray | torch.Tensor) -> np.ndarray:
+    """The features as a C-contiguous float32 host array (a tensor is copied off its device)."""
+    if is_tensor(features):
+        import torch
+
         features = features.detach().to("cpu", torch.float32).numpy()
     return np.ascontiguousarray(features, dtype=np.float32)
 
@@ -69,8 +85,8 @@ def _as_float32_numpy(features: np.ndarray | torch.Tensor) -> np.ndarray:
 def _search_faiss(features: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     import faiss
 
-    on_cuda = isinstance(features, torch.Tensor) and features.is_cuda
-    array = _as_float32_numpy(features)
+    on_cuda = is_tensor(features) and features.is_cuda
+    array = as_float32_numpy(features)
     dim = array.shape[1]
     if on_cuda and faiss.get_num_gpus() > 0:  # pragma: no cover - needs faiss-gpu and CUDA
         resources = faiss.StandardGpuResources()
@@ -88,6 +104,8 @@ def _search_faiss(features: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarr
 def _search_torch(
     features: np.ndarray | torch.Tensor, k: int, chunk_elements: int = 1 << 24
 ) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
     tensor = torch.as_tensor(features)
     tensor = tensor.detach().to(dtype=torch.float32)
     n = tensor.shape[0]
@@ -138,7 +156,7 @@ def _self_first_sorted(
         redo |= others_sim[:, k - 2] == others_sim[:, -1]
     redo_rows = np.flatnonzero(redo)
     if redo_rows.size:
-        array = _as_float32_numpy(features)
+        array = as_float32_numpy(features)
         for start in range(0, redo_rows.size, 256):
             block = redo_rows[start : start + 256]
             sims = array[block] @ array.T
@@ -209,7 +227,7 @@ def knn_among(
         candidate comes first in its own list (as in `knn`); other ties keep the backend's
         order.
     """
-    array = _as_float32_numpy(features)
+    array = as_float32_numpy(features)
     candidates = np.asarray(candidates, dtype=np.int64)
     n, m = array.shape[0], candidates.shape[0]
     k = min(k, m)
@@ -224,6 +242,8 @@ def knn_among(
 
         _, local = faiss.knn(array, pool, fetched, metric=faiss.METRIC_INNER_PRODUCT)
     elif backend == "torch":
+        import torch
+
         local = np.empty((n, fetched), dtype=np.int64)
         pool_t = torch.from_numpy(pool)
         chunk = max(1, chunk_elements // max(m, 1))

@@ -27,31 +27,20 @@ __all__ = [
     "build_network",
     "build_trainer",
     "dataset_root",
-    "derive_seed",
     "image_cache",
     "load_network",
     "make_extractor",
     "seed_everything",
-    "stage_of_round",
     "tracker_for",
 ]
 
 log = logging.getLogger(__name__)
 
 
-def derive_seed(seed: int, *keys: int) -> int:
-    """A 31-bit seed for one purpose (round, stream, rank) derived from the run seed."""
-    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def stage_of_round(cfg: Config, round_index: int) -> int:
-    return 1 if round_index < cfg.train.stage1_rounds else 2
 
 
 def dataset_root(cfg: Config, progress: bool = False) -> Path:

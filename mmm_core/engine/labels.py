@@ -1,9 +1,9 @@
-"""The per-round "update labels" phase: clustering, then memories and matching.
+"""The per-round pseudo-labels: the cluster step's work, and the diagnostics of labels.
 
 `cluster_round` is the pipeline's cluster step (Jaccard + DBSCAN per modality, plus the CMC
-joint clustering in stage 1); `match_round` is its match step (memory initialisations, and
-in stage 2 multi-memory sub-clustering, the matching cost, Hungarian matching and the SCA
-weights). Both take the config and hand plain numbers to the kernels.
+joint clustering in stage 1); it takes the config and hands plain numbers to the kernels.
+Nothing here imports torch: the cluster step runs without it (the match step's half of the
+phase, `mmm_core.engine.match`, computes on torch tensors).
 """
 
 from __future__ import annotations
@@ -13,25 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from mmm_core.clustering import (
-    JointClustering,
-    cmc_joint_labels,
-    dbscan_labels,
-    jaccard_distance,
-    joint_centres,
-)
-from mmm_core.clustering.subcluster import subcluster
+from mmm_core.clustering import cmc_joint_labels, dbscan_labels, jaccard_distance
 from mmm_core.config import Config
-from mmm_core.engine.targets import RoundTargets, Stage1Targets, Stage2Targets
+from mmm_core.engine.targets import RoundTargets, Stage2Targets
 from mmm_core.evaluation.diagnostics import (
     correspondence_diagnostics,
     cross_camera_information,
     cross_modality_information,
     pseudo_label_diagnostics,
 )
-from mmm_core.matching import match_clusters, match_clusters_greedy, memory_cost, sca_weights
 
 __all__ = [
     "ClusterOutput",
@@ -39,7 +30,6 @@ __all__ = [
     "cluster_centres",
     "cluster_round",
     "label_diagnostics",
-    "match_round",
     "oracle_clusters",
 ]
 
@@ -175,71 +165,6 @@ def cluster_centres(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
     means = sums / np.maximum(counts, 1)
     norms = np.linalg.norm(means, axis=1, keepdims=True)
     return (means / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def _joint_targets(
-    features_v: np.ndarray, features_r: np.ndarray, clusters: ClusterOutput
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Joint labels renumbered over clusters holding both modalities, and their centres."""
-    assert clusters.joint_both is not None
-    joint = JointClustering(clusters.joint_visible, clusters.joint_infrared, clusters.joint_both)
-    joint_v, joint_r = joint.memory_labels()
-    centres = joint_centres(features_v, features_r, joint_v, joint_r, joint.num_cross_modality)
-    return joint_v, joint_r, centres
-
-
-def match_round(
-    cfg: Config,
-    stage: int,
-    features_v: np.ndarray,
-    features_r: np.ndarray,
-    clusters: ClusterOutput,
-    *,
-    seed: int,
-) -> RoundTargets:
-    """Memory initialisations and cross-modality matching for the train step."""
-    labels_v, labels_r = clusters.labels_visible, clusters.labels_infrared
-    if stage == 1:
-        targets = Stage1Targets(
-            labels_visible=labels_v,
-            labels_infrared=labels_r,
-            centres_visible=cluster_centres(features_v, labels_v),
-            centres_infrared=cluster_centres(features_r, labels_r),
-        )
-        if clusters.joint_both is not None:
-            joint_v, joint_r, centres = _joint_targets(features_v, features_r, clusters)
-            targets.joint_visible, targets.joint_infrared = joint_v, joint_r
-            targets.centres_joint = centres
-        return targets
-    generator = torch.Generator().manual_seed(seed)
-    k, iters = cfg.memory.num_memories, cfg.memory.kmeans_iters
-    memory_v = subcluster(features_v, labels_v, k, iters=iters, generator=generator)
-    memory_r = subcluster(features_r, labels_r, k, iters=iters, generator=generator)
-    cost = memory_cost(
-        memory_v.centres, memory_v.mask, memory_r.centres, memory_r.mask, variant=cfg.match.cost
-    )
-    if cfg.match.assignment == "hungarian":
-        v2r, r2v = match_clusters(cost)
-    else:
-        v2r, r2v = match_clusters_greedy(cost)
-    if clusters.oracle_v2r is not None and clusters.oracle_r2v is not None:
-        # The supervised upper bound: the true partner wherever the identity has one.
-        v2r = np.where(clusters.oracle_v2r >= 0, clusters.oracle_v2r, v2r)
-        r2v = np.where(clusters.oracle_r2v >= 0, clusters.oracle_r2v, r2v)
-    weights_v2r, weights_r2v = sca_weights(cost, cfg.match.sca_topk, cfg.match.sca_temperature)
-    return Stage2Targets(
-        labels_visible=labels_v,
-        labels_infrared=labels_r,
-        centres_visible=np.asarray(memory_v.centres, dtype=np.float32),
-        centres_infrared=np.asarray(memory_r.centres, dtype=np.float32),
-        mask_visible=np.asarray(memory_v.mask, dtype=bool),
-        mask_infrared=np.asarray(memory_r.mask, dtype=bool),
-        v2r=np.asarray(v2r, dtype=np.int64),
-        r2v=np.asarray(r2v, dtype=np.int64),
-        weights_v2r=np.asarray(weights_v2r, dtype=np.float32),
-        weights_r2v=np.asarray(weights_r2v, dtype=np.float32),
-        cost=np.asarray(cost, dtype=np.float32),
-    )
 
 
 def label_diagnostics(

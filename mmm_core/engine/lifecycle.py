@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from mmm_core.config import Config, ConfigError, config_to_dict
 from mmm_core.engine.build import tracker_for
 from mmm_core.engine.checkpoint import TrainingState, capture_rng, restore_rng
+from mmm_core.engine.jsonfiles import json_line
 from mmm_core.engine.trainer import Trainer
 
 __all__ = [
@@ -34,8 +33,6 @@ __all__ = [
     "check_resumable",
     "finish_run",
     "format_row",
-    "json_line",
-    "jsonable",
     "parse_rows",
     "read_rows",
     "record_round",
@@ -51,24 +48,6 @@ PROMOTED = "promotion/promoted"  # run metric: 1 when the run's model became cha
 
 # The tracking state of a run folder: the MLflow run id and the backlog of an outage.
 TRACKING_STATE = "tracking.json"
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON data: NumPy scalars unwrapped, NaN and infinities as None (null)."""
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def json_line(row: dict[str, Any]) -> str:
-    """One metrics.jsonl line (strict JSON, newline-terminated)."""
-    return json.dumps(jsonable(row), allow_nan=False) + "\n"
 
 
 def state_of(

@@ -29,10 +29,10 @@ from mmm_core.engine.build import (
     build_trainer,
     dataset_root,
     seed_everything,
-    stage_of_round,
 )
 from mmm_core.engine.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from mmm_core.engine.features import resolve_device
+from mmm_core.engine.jsonfiles import json_line
 from mmm_core.engine.lifecycle import (
     TABLE_HEADER,
     HistoryError,
@@ -40,7 +40,6 @@ from mmm_core.engine.lifecycle import (
     check_resumable,
     finish_run,
     format_row,
-    json_line,
     parse_rows,
     record_round,
     restore_state,
@@ -54,6 +53,7 @@ from mmm_core.engine.phases import (
     should_evaluate,
     train_one_round,
 )
+from mmm_core.engine.schedule import stage_of_round
 from mmm_core.evaluation.visualize import save_round_curves
 from mmm_core.tracking import TrackingError, check_server, resolve_tracking_uri
 

@@ -20,8 +20,10 @@ from mmm_core.data import Manifest
 from mmm_core.data.cache import ImageCache
 from mmm_core.data.datasets import train_loader
 from mmm_core.data.transforms import train_transforms
-from mmm_core.engine.build import derive_seed, image_cache, make_extractor, stage_of_round
-from mmm_core.engine.labels import cluster_round, label_diagnostics, match_round
+from mmm_core.engine.build import image_cache, make_extractor
+from mmm_core.engine.labels import cluster_round, label_diagnostics
+from mmm_core.engine.match import match_round
+from mmm_core.engine.schedule import derive_seed, stage_of_round
 from mmm_core.engine.trainer import Shard, Trainer
 from mmm_core.evaluation.protocols import ProtocolResult, evaluate_regdb, evaluate_sysu
 from mmm_core.models import TwoStreamAGW

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from mmm_core.data import Manifest
-from mmm_core.engine.build import stage_of_round
 from mmm_core.engine.labels import cluster_round
+from mmm_core.engine.schedule import stage_of_round
 from mmm_core.steps.common import read_config, read_features
 
 __all__ = ["run"]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from mmm_core.config import Config, load_config
-from mmm_core.engine.lifecycle import jsonable
+from mmm_core.engine.jsonfiles import jsonable
 
 __all__ = [
     "log_kfp_metrics",

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmm_core.engine.build import dataset_root, load_network, stage_of_round, tracker_for
+from mmm_core.engine.build import dataset_root, load_network, tracker_for
 from mmm_core.engine.features import resolve_device
 from mmm_core.engine.lifecycle import record_round
 from mmm_core.engine.phases import evaluate_round, should_evaluate
+from mmm_core.engine.schedule import stage_of_round
 from mmm_core.steps.common import read_config, read_json
 from mmm_core.tracking import NullTracker
 

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 from mmm_core.data import Manifest
-from mmm_core.engine.build import derive_seed, stage_of_round
-from mmm_core.engine.labels import ClusterOutput, label_diagnostics, match_round
+from mmm_core.engine.labels import ClusterOutput, label_diagnostics
+from mmm_core.engine.match import match_round
+from mmm_core.engine.schedule import derive_seed, stage_of_round
 from mmm_core.steps.common import read_config, read_features
 
 __all__ = ["run"]

@@ -15,11 +15,12 @@ from pathlib import Path
 from mmm_core.data import Manifest
 from mmm_core.engine import distributed
 from mmm_core.engine.budget import check_batch_fits
-from mmm_core.engine.build import build_network, build_trainer, dataset_root, stage_of_round
+from mmm_core.engine.build import build_network, build_trainer, dataset_root
 from mmm_core.engine.checkpoint import load_checkpoint, save_checkpoint
 from mmm_core.engine.features import resolve_device
 from mmm_core.engine.lifecycle import restore_state, state_of
 from mmm_core.engine.phases import RoundContext, train_one_round
+from mmm_core.engine.schedule import stage_of_round
 from mmm_core.engine.targets import load_targets
 from mmm_core.steps.common import read_config, write_json
 

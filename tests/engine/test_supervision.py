@@ -11,7 +11,8 @@ import torch
 
 from mmm_core.data import train_manifest
 from mmm_core.engine.build import build_network, build_trainer
-from mmm_core.engine.labels import cluster_round, match_round, oracle_clusters
+from mmm_core.engine.labels import cluster_round, oracle_clusters
+from mmm_core.engine.match import match_round
 from mmm_core.engine.phases import RoundContext, prepare_round
 
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from mmm_core.config import ConfigError, dump_config
+from mmm_core.config import ConfigError, dump_config, load_config
 from mmm_core.data import Manifest
 from mmm_core.engine.checkpoint import load_checkpoint
-from mmm_core.engine.labels import ClusterOutput
+from mmm_core.engine.labels import ClusterOutput, cluster_round
 from mmm_core.engine.targets import Stage1Targets, load_targets
 from mmm_core.steps import cluster, evaluate, extract, match, start, train
-from mmm_core.steps.common import read_config, read_features
+from mmm_core.steps.common import read_config, read_features, write_features
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -87,6 +87,45 @@ def test_steps_honour_their_contracts(tmp_path: Path, micro_config) -> None:
     )
     assert row["round"] == 1 and row["loss"] == 1.5 and 0 <= row["mAP"] <= 1
     assert json.loads((tmp_path / "h2.jsonl").read_text()) == json.loads(json.dumps(row))
+
+
+def test_the_cluster_step_runs_without_torch(tmp_path: Path) -> None:
+    """The cluster step computes with numpy, scipy and faiss: in a fresh process it never
+    imports torch (2-3 s of a task's start-up), and it writes the labels of the in-process
+    call. The steps that compute nothing (finish, ingest, promote) import no torch either."""
+    cfg = load_config(CONFIGS / "synthetic-tiny.yaml", [f"data.root={tmp_path}"])
+    cfg_path, features, labels = tmp_path / "c.yaml", tmp_path / "f.npz", tmp_path / "l.npz"
+    dump_config(cfg, cfg_path)
+    rng = np.random.default_rng(0)
+
+    def people(count: int, images: int) -> np.ndarray:
+        centres = rng.normal(size=(count, 32))
+        x = np.repeat(centres, images, axis=0) + 0.15 * rng.normal(size=(count * images, 32))
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    visible, infrared = people(6, 8), people(6, 6)
+    write_features(features, visible, infrared)
+    code = (
+        "import sys\n"
+        "import mmm_core.steps.finish, mmm_core.steps.ingest, mmm_core.steps.promote\n"
+        "from mmm_core.steps import cluster\n"
+        f"cluster.run({str(cfg_path)!r}, 'none.tsv', {str(features)!r}, 0, {str(labels)!r})\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]", result.stdout[-2000:]
+    got = ClusterOutput.load(labels)
+    expected = cluster_round(cfg, 1, visible, infrared)
+    assert got.joint_visible is not None and got.labels_visible.max() >= 1  # CMC ran too
+    for name, value in expected.__dict__.items():
+        if value is None:
+            assert getattr(got, name) is None, name
+        else:
+            np.testing.assert_array_equal(getattr(got, name), value, err_msg=name)
 
 
 def test_start_without_a_dataset_says_to_set_data_root(tmp_path: Path, micro_config) -> None:
