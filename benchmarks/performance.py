@@ -289,7 +289,7 @@ def mmlm_figure(
     *,
     isolated: bool = True,
 ) -> tuple[list[Row], dict]:
-    """Our MMLM (fastest of ``repeats``, per torch thread count) vs the loop reference."""
+    """Our MMLM (fastest of ``repeats``, per BLAS thread count) vs the loop reference."""
     reference = _call(bench_clustering.mmlm_reference_task, *sizes, isolated=isolated)
     ours = [
         _call(bench_clustering.mmlm_task, *sizes, count, repeats, isolated=isolated)
@@ -297,12 +297,12 @@ def mmlm_figure(
     ]
     rows = []
     for result in ours:
-        count = result["torch_threads"]
+        count = result["threads"]
         rows.append(
             Row(
                 "mmlm",
                 f"MMLM {_n(result['visible_clusters'])} x {_n(result['infrared_clusters'])} "
-                f"clusters, torch {count} thread{'s' if count > 1 else ''}",
+                f"clusters, numpy {count} thread{'s' if count > 1 else ''}",
                 result["mmlm_s"],
                 "s",
                 reference["total_s"],
@@ -388,7 +388,7 @@ def _training_measurements(sizes: TrainingSizes, seed: int) -> dict:
 
     centres_v, mask_v = memories(sizes.visible_clusters)
     centres_r, mask_r = memories(sizes.infrared_clusters)
-    cost = memory_cost(centres_v, mask_v, centres_r, mask_r)
+    cost = memory_cost(centres_v.numpy(), mask_v.numpy(), centres_r.numpy(), mask_r.numpy())
     v2r, r2v = match_clusters(cost)
     weights_v2r, weights_r2v = sca_weights(cost, topk=3, temperature=0.05)
     targets = Stage2Targets(
@@ -400,8 +400,8 @@ def _training_measurements(sizes: TrainingSizes, seed: int) -> dict:
         mask_infrared=mask_r.numpy(),
         v2r=v2r,
         r2v=r2v,
-        weights_v2r=weights_v2r.numpy(),
-        weights_r2v=weights_r2v.numpy(),
+        weights_v2r=weights_v2r,
+        weights_r2v=weights_r2v,
     )
 
     def batch(clusters: int, views: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -3,8 +3,8 @@
 The functions ``knn`` and ``subcluster`` share their module's name and are deliberately not
 re-exported here (that would shadow the modules): import them as
 ``from mmm_core.clustering.knn import knn`` and
-``from mmm_core.clustering.subcluster import subcluster``. Sub-clustering computes on torch
-tensors, so importing this package does not import it (nor torch).
+``from mmm_core.clustering.subcluster import subcluster``. Nothing here imports torch unless
+it is handed a tensor or asked for the torch kNN backend.
 """
 
 from .cmc import JointClustering, cmc_joint_labels, joint_centres

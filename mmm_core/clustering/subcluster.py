@@ -1,14 +1,14 @@
 """Multi-memory initialisation: every cluster split into up to K sub-clusters by k-means.
 
-All clusters are handled at once (batched tensors, padded per group of similar-sized
-clusters, masks), in torch, on the device of the features.
+All clusters are handled at once (batched arrays, padded per group of similar-sized
+clusters, masks), in numpy, float32: the match step runs it without importing torch.
 
 Algorithm (spherical k-means, i.e. cosine k-means on L2-normalised features):
 
 * ``K_c = min(k, |c|)`` slots for cluster ``c``; slots ``>= K_c`` are never used.
 * initial centres: ``K_c`` distinct members of the cluster, those with the smallest random
-  keys; one key per sample is drawn from ``generator`` (on the CPU, so CPU and CUDA runs
-  start identically), independent of how clusters are grouped;
+  keys; one key per sample is drawn from ``rng`` (a numpy ``Generator``), independent of
+  how clusters are grouped;
 * each iteration assigns every member to the slot of largest cosine (ties: lowest slot), then
   sets each slot to the normalised mean of its members. A slot left without members keeps
   its previous centre (deterministic); iterations stop early once no assignment changes;
@@ -24,8 +24,6 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +44,9 @@ class SubClusters:
         assignment: (N,) int64 slot of each sample within its cluster, -1 for noise.
     """
 
-    centres: torch.Tensor
-    mask: torch.Tensor
-    assignment: torch.Tensor
+    centres: np.ndarray
+    mask: np.ndarray
+    assignment: np.ndarray
 
     @property
     def num_clusters(self) -> int:
@@ -59,35 +57,39 @@ class SubClusters:
         return int(self.centres.shape[1])
 
 
+def _normalise(x: np.ndarray, axis: int) -> np.ndarray:
+    """``x / max(||x||, 1e-12)`` along `axis` (zero rows stay zero)."""
+    norms = np.sqrt(np.sum(x * x, axis=axis, keepdims=True))
+    return x / np.maximum(norms, np.float32(1e-12))
+
+
 def subcluster(
-    features: torch.Tensor | np.ndarray,
-    labels: torch.Tensor | np.ndarray,
+    features: np.ndarray,
+    labels: np.ndarray,
     k: int,
     *,
     iters: int = 20,
-    generator: torch.Generator | None = None,
+    rng: np.random.Generator | None = None,
 ) -> SubClusters:
     """Split each cluster into ``min(k, |c|)`` sub-clusters by batched spherical k-means.
 
     Args:
-        features: (N, d) float32, L2-normalised (tensor on any device, or numpy).
+        features: (N, d) float32, L2-normalised.
         labels: (N,) int cluster ids 0..C-1, -1 for noise; every cluster 0..C-1 must have a
             member.
         k: slots per cluster (K).
         iters: maximum k-means iterations.
-        generator: CPU ``torch.Generator`` for the initialisation; ``None`` means seed 0.
+        rng: numpy ``Generator`` for the initialisation (N draws); ``None`` means seed 0.
 
     Returns:
-        :class:`SubClusters` on the features' device.
+        :class:`SubClusters` (numpy arrays).
     """
     if k < 1 or iters < 1:
         raise ValueError(f"k and iters must be >= 1, got k={k}, iters={iters}")
-    features = torch.as_tensor(features)
+    features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2:
         raise ValueError(f"features must be (N, d), got shape {tuple(features.shape)}")
-    features = features.detach().to(torch.float32)
-    device = features.device
-    labels_np = np.asarray(torch.as_tensor(labels).cpu(), dtype=np.int64)
+    labels_np = np.asarray(labels, dtype=np.int64)
     n, dim = features.shape
     if labels_np.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {labels_np.shape}")
@@ -95,13 +97,13 @@ def subcluster(
     sizes = np.bincount(labels_np[labels_np >= 0], minlength=num_clusters)
     if (sizes == 0).any():
         raise ValueError(f"clusters without members: {np.flatnonzero(sizes == 0)[:10].tolist()}")
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
-    keys = torch.rand(n, generator=generator, dtype=torch.float64).numpy()
+    if rng is None:
+        rng = np.random.default_rng(0)
+    keys = rng.random(n)
 
-    centres = torch.zeros(num_clusters, k, dim, dtype=torch.float32, device=device)
-    assignment = torch.full((n,), -1, dtype=torch.int64, device=device)
-    occupied = torch.zeros(num_clusters, k, dtype=torch.bool, device=device)
+    centres = np.zeros((num_clusters, k, dim), dtype=np.float32)
+    assignment = np.full(n, -1, dtype=np.int64)
+    occupied = np.zeros((num_clusters, k), dtype=bool)
     if num_clusters == 0:
         return SubClusters(centres, occupied, assignment)
 
@@ -128,11 +130,11 @@ def subcluster(
             features, members, starts, sizes, group, width, k, iters, centres, assignment, occupied
         )
         position += count
-    return _compact(centres, occupied, assignment, labels_np, device)
+    return _compact(centres, occupied, assignment, labels_np)
 
 
 def _kmeans_group(
-    features: torch.Tensor,
+    features: np.ndarray,
     members: np.ndarray,
     starts: np.ndarray,
     sizes: np.ndarray,
@@ -140,9 +142,9 @@ def _kmeans_group(
     width: int,
     k: int,
     iters: int,
-    centres: torch.Tensor,
-    assignment: torch.Tensor,
-    occupied: torch.Tensor,
+    centres: np.ndarray,
+    assignment: np.ndarray,
+    occupied: np.ndarray,
 ) -> None:
     """Batched spherical k-means for the clusters in ``group`` (written into the outputs).
 
@@ -151,68 +153,57 @@ def _kmeans_group(
     ``j`` is ``(G w)_j / sqrt(w' G w)``. The features are read twice (Gram, final centres)
     instead of twice per iteration.
     """
-    device = features.device
     group_sizes = sizes[group]
     offsets = np.arange(width)[None, :]
-    valid_np = offsets < group_sizes[:, None]
-    index_np = np.where(valid_np, starts[group][:, None] + offsets, 0)
-    sample_index = torch.as_tensor(members[index_np], device=device)  # (g, width)
-    valid = torch.as_tensor(valid_np, device=device)
+    valid = offsets < group_sizes[:, None]  # (g, width)
+    sample_index = members[np.where(valid, starts[group][:, None] + offsets, 0)]
     slots = np.minimum(k, group_sizes)
-    slot_valid = torch.as_tensor(np.arange(k)[None, :] < slots[:, None], device=device)
+    slot_valid = np.arange(k)[None, :] < slots[:, None]  # (g, k)
     batch = features[sample_index]  # (g, width, d); padding rows repeat a sample, masked below
-    pair_valid = valid[:, :, None] & valid[:, None, :]
-    gram = torch.bmm(batch, batch.transpose(1, 2)) * pair_valid
-    del pair_valid
+    gram = np.matmul(batch, batch.transpose(0, 2, 1))
+    gram *= valid[:, :, None] & valid[:, None, :]
     # Initial slots: the first K_c members (members are ordered by their random key).
-    weights = torch.zeros(len(group), k, width, dtype=batch.dtype, device=device)
-    eye = torch.eye(k, min(k, width), dtype=batch.dtype, device=device)
-    weights[:, :, : eye.shape[1]] = eye
+    weights = np.zeros((len(group), k, width), dtype=np.float32)
+    first = min(k, width)
+    weights[:, np.arange(first), np.arange(first)] = 1.0
     weights *= slot_valid[..., None]
-    valid_weights = valid[:, None, :].to(batch.dtype)
-    neg_inf = torch.tensor(float("-inf"), dtype=batch.dtype, device=device)
+    valid_weights = valid[:, None, :].astype(np.float32)
+    identity = np.eye(k, dtype=np.float32)
 
-    def assign(slot_weights: torch.Tensor) -> torch.Tensor:
-        dots = torch.bmm(gram, slot_weights.transpose(1, 2))  # (g, width, k)
-        norms = (slot_weights.transpose(1, 2) * dots).sum(dim=1).clamp_min(1e-30).sqrt()
-        sims = torch.where(slot_valid[:, None, :], dots / norms[:, None, :], neg_inf)
-        return sims.argmax(dim=2)
+    def assign(slot_weights: np.ndarray) -> np.ndarray:
+        dots = np.matmul(gram, slot_weights.transpose(0, 2, 1))  # (g, width, k)
+        norms = np.sqrt(np.maximum(np.sum(slot_weights.transpose(0, 2, 1) * dots, axis=1), 1e-30))
+        sims = np.where(slot_valid[:, None, :], dots / norms[:, None, :], -np.inf)
+        return sims.argmax(axis=2)  # ties: the lowest slot
 
     previous = None
     for _ in range(iters):
         labels = assign(weights)
-        if previous is not None and torch.equal(labels, previous):
+        if previous is not None and np.array_equal(labels, previous):
             break
         previous = labels
-        one_hot = F.one_hot(labels, k).transpose(1, 2).to(batch.dtype) * valid_weights
-        filled = one_hot.sum(dim=2, keepdim=True) > 0
-        weights = torch.where(filled, one_hot, weights)  # an emptied slot keeps its centre
+        one_hot = identity[labels].transpose(0, 2, 1) * valid_weights  # (g, k, width)
+        filled = one_hot.sum(axis=2, keepdims=True) > 0
+        weights = np.where(filled, one_hot, weights)  # an emptied slot keeps its centre
     labels = assign(weights)
-    one_hot = F.one_hot(labels, k).transpose(1, 2).to(batch.dtype) * valid[:, None, :]
-    counts = one_hot.sum(dim=2)
-    final = F.normalize(torch.bmm(one_hot, batch), dim=2)  # (g, k, d); empty slots zero
-    group_index = torch.as_tensor(group, device=device)
-    centres[group_index] = final
-    occupied[group_index] = counts > 0
+    one_hot = identity[labels].transpose(0, 2, 1) * valid_weights
+    counts = one_hot.sum(axis=2)
+    centres[group] = _normalise(np.matmul(one_hot, batch), axis=2)  # empty slots stay zero
+    occupied[group] = counts > 0
     assignment[sample_index[valid]] = labels[valid]
 
 
 def _compact(
-    centres: torch.Tensor,
-    occupied: torch.Tensor,
-    assignment: torch.Tensor,
-    labels: np.ndarray,
-    device: torch.device,
+    centres: np.ndarray, occupied: np.ndarray, assignment: np.ndarray, labels: np.ndarray
 ) -> SubClusters:
     """Move occupied slots to the front of each cluster (stable) and renumber assignments."""
     k = centres.shape[1]
-    # Stable order: occupied slots first, by slot index.
-    order = torch.argsort((~occupied).to(torch.int64) * k + torch.arange(k, device=device), dim=1)
-    new_centres = torch.gather(centres, 1, order[..., None].expand_as(centres))
-    new_mask = torch.gather(occupied, 1, order)
-    rank = torch.argsort(order, dim=1)  # old slot -> new slot
-    labels_t = torch.as_tensor(labels, device=device)
-    clustered = labels_t >= 0
-    new_assignment = assignment.clone()
-    new_assignment[clustered] = rank[labels_t[clustered], assignment[clustered]]
+    # Stable order: occupied slots first, by slot index (the keys are distinct).
+    order = np.argsort((~occupied).astype(np.int64) * k + np.arange(k), axis=1)
+    new_centres = np.take_along_axis(centres, order[..., None], axis=1)
+    new_mask = np.take_along_axis(occupied, order, axis=1)
+    rank = np.argsort(order, axis=1)  # old slot -> new slot
+    clustered = labels >= 0
+    new_assignment = assignment.copy()
+    new_assignment[clustered] = rank[labels[clustered], assignment[clustered]]
     return SubClusters(new_centres, new_mask, new_assignment)

@@ -2,8 +2,8 @@
 
 `cluster_round` is the pipeline's cluster step (Jaccard + DBSCAN per modality, plus the CMC
 joint clustering in stage 1); it takes the config and hands plain numbers to the kernels.
-Nothing here imports torch: the cluster step runs without it (the match step's half of the
-phase, `mmm_core.engine.match`, computes on torch tensors).
+Nothing here imports torch: the cluster step runs without it (as does the match step's half
+of the phase, `mmm_core.engine.match`).
 """
 
 from __future__ import annotations

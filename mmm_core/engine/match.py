@@ -2,13 +2,13 @@
 
 `match_round` takes the cluster step's `ClusterOutput`: in stage 1 the memory
 initialisations (cluster centres, and the CMC joint centres); in stage 2 the multi-memory
-sub-clusters, the matching cost, Hungarian (or greedy) matching and the SCA weights.
+sub-clusters, the matching cost, Hungarian (or greedy) matching and the SCA weights. All of
+it in numpy and scipy: like the cluster step, the match step imports no torch.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from mmm_core.clustering import JointClustering, joint_centres
 from mmm_core.clustering.subcluster import subcluster
@@ -54,10 +54,10 @@ def match_round(
             targets.joint_visible, targets.joint_infrared = joint_v, joint_r
             targets.centres_joint = centres
         return targets
-    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     k, iters = cfg.memory.num_memories, cfg.memory.kmeans_iters
-    memory_v = subcluster(features_v, labels_v, k, iters=iters, generator=generator)
-    memory_r = subcluster(features_r, labels_r, k, iters=iters, generator=generator)
+    memory_v = subcluster(features_v, labels_v, k, iters=iters, rng=rng)
+    memory_r = subcluster(features_r, labels_r, k, iters=iters, rng=rng)
     cost = memory_cost(
         memory_v.centres, memory_v.mask, memory_r.centres, memory_r.mask, variant=cfg.match.cost
     )

@@ -7,7 +7,7 @@ Hungarian algorithm is run again between those and *all* clusters of the smaller
 every cluster of both sides ends with a partner. :func:`match_clusters_greedy` (each cluster
 takes its cheapest partner, independently) exists only for comparison.
 
-Both return total maps as int64 numpy arrays; a torch cost is read on the host.
+Both return total maps as int64 numpy arrays.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
 
 logger = logging.getLogger(__name__)
@@ -23,9 +22,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["match_clusters", "match_clusters_greedy"]
 
 
-def _as_cost(cost: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(cost, torch.Tensor):
-        cost = cost.detach().to("cpu", torch.float64).numpy()
+def _as_cost(cost: np.ndarray) -> np.ndarray:
     cost = np.asarray(cost, dtype=np.float64)
     if cost.ndim != 2:
         raise ValueError(f"cost must be (C_v, C_r), got shape {cost.shape}")
@@ -54,7 +51,7 @@ def _progressive(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return row_to_col, col_to_row, rounds
 
 
-def match_clusters(cost: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def match_clusters(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Hungarian matching with progressive rounds.
 
     Args:
@@ -77,7 +74,7 @@ def match_clusters(cost: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndar
     return v2r, r2v
 
 
-def match_clusters_greedy(cost: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def match_clusters_greedy(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each cluster's cheapest partner (per-row and per-column argmin, lowest index on ties).
 
     Args:

@@ -1,6 +1,6 @@
 """Cost between visible and infrared clusters from their multi-memories.
 
-Memories are (C, K, d) tensors with a (C, K) bool mask of valid slots (at least one per
+Memories are (C, K, d) arrays with a (C, K) bool mask of valid slots (at least one per
 cluster); distances are Euclidean, ``||m^v_ak - m^r_bl||``. Variants:
 
 * ``"chamfer"`` (default, SPEC): symmetric mean Chamfer distance
@@ -14,7 +14,7 @@ cluster); distances are Euclidean, ``||m^v_ak - m^r_bl||``. Variants:
 * ``"centroid"``: ``||mbar^v_a - mbar^r_b||`` with ``mbar`` the normalised mean of a
   cluster's valid slots (a single memory per cluster).
 
-Computed in chunks of visible clusters with matrix products, on the memories' device.
+Computed in chunks of visible clusters with matrix products, in numpy (float32).
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-import torch
-import torch.nn.functional as F
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -34,28 +33,29 @@ CostVariant = Literal["chamfer", "one_sided", "centroid"]
 _CHUNK_ELEMENTS = 1 << 24  # distances held at once (64 MB of float32)
 
 
-def slot_distances(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+def slot_distances(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Euclidean distances between all rows: (A, d) x (B, d) -> (A, B), clamped at 0."""
     squared = (
-        first.pow(2).sum(dim=1, keepdim=True)
-        + second.pow(2).sum(dim=1)[None, :]
-        - 2.0 * first @ second.T
+        np.sum(first * first, axis=1, keepdims=True)
+        + np.sum(second * second, axis=1)[None, :]
+        - 2.0 * (first @ second.T)
     )
-    return squared.clamp_min_(0.0).sqrt_()
+    return np.sqrt(np.maximum(squared, 0.0, out=squared), out=squared)
 
 
-def _mean_memory(memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return F.normalize((memory * mask[..., None].to(memory.dtype)).sum(dim=1), dim=1)
+def _mean_memory(memory: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    sums = (memory * mask[..., None]).sum(axis=1)
+    return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), np.float32(1e-12))
 
 
 def memory_cost(
-    visible_memory: torch.Tensor,
-    visible_mask: torch.Tensor,
-    infrared_memory: torch.Tensor,
-    infrared_mask: torch.Tensor,
+    visible_memory: np.ndarray,
+    visible_mask: np.ndarray,
+    infrared_memory: np.ndarray,
+    infrared_mask: np.ndarray,
     *,
     variant: CostVariant = "chamfer",
-) -> torch.Tensor:
+) -> np.ndarray:
     """Cost matrix between visible clusters (rows) and infrared clusters (columns).
 
     Args:
@@ -66,17 +66,17 @@ def memory_cost(
         variant: ``"chamfer"``, ``"one_sided"`` or ``"centroid"`` (module docstring).
 
     Returns:
-        (C_v, C_r) float32 tensor on the memories' device.
+        (C_v, C_r) float32 array.
     """
-    visible_memory = visible_memory.detach().to(torch.float32)
-    infrared_memory = infrared_memory.detach().to(visible_memory.device, torch.float32)
-    visible_mask = visible_mask.to(visible_memory.device, torch.bool)
-    infrared_mask = infrared_mask.to(visible_memory.device, torch.bool)
+    visible_memory = np.asarray(visible_memory, dtype=np.float32)
+    infrared_memory = np.asarray(infrared_memory, dtype=np.float32)
+    visible_mask = np.asarray(visible_mask, dtype=bool)
+    infrared_mask = np.asarray(infrared_mask, dtype=bool)
     c_v, k_v, dim = visible_memory.shape
     c_r, k_r, _ = infrared_memory.shape
     if visible_mask.shape != (c_v, k_v) or infrared_mask.shape != (c_r, k_r):
         raise ValueError("masks must be (C, K) and match their memories")
-    if not (visible_mask.any(dim=1).all() and infrared_mask.any(dim=1).all()):
+    if not (visible_mask.any(axis=1).all() and infrared_mask.any(axis=1).all()):
         raise ValueError("every cluster needs at least one valid memory slot")
     if variant == "centroid":
         return slot_distances(
@@ -86,10 +86,9 @@ def memory_cost(
         raise ValueError(f"unknown cost variant {variant!r}")
 
     infrared_flat = infrared_memory.reshape(c_r * k_r, dim)
-    inf = torch.tensor(float("inf"), device=visible_memory.device)
-    v_valid = visible_mask.to(torch.float32)
-    r_valid = infrared_mask.to(torch.float32)
-    out = torch.empty(c_v, c_r, dtype=torch.float32, device=visible_memory.device)
+    v_valid = visible_mask.astype(np.float32)
+    r_valid = infrared_mask.astype(np.float32)
+    out = np.empty((c_v, c_r), dtype=np.float32)
     chunk = max(1, _CHUNK_ELEMENTS // max(1, k_v * c_r * k_r))
     for start in range(0, c_v, chunk):
         stop = min(start + chunk, c_v)
@@ -99,14 +98,14 @@ def memory_cost(
         v_mask = visible_mask[start:stop][:, :, None, None]
         r_mask = infrared_mask[None, None, :, :]
         # For every infrared slot l of b: distance to the nearest valid visible slot of a.
-        infrared_to_visible = torch.where(v_mask, dist, inf).amin(dim=1)  # (n, c_r, k_r)
+        infrared_to_visible = np.where(v_mask, dist, np.inf).min(axis=1)  # (n, c_r, k_r)
         infrared_to_visible = infrared_to_visible * r_valid[None]  # zero on invalid slots
         if variant == "one_sided":
-            out[start:stop] = infrared_to_visible.sum(dim=2)
+            out[start:stop] = infrared_to_visible.sum(axis=2)
             continue
-        visible_to_infrared = torch.where(r_mask, dist, inf).amin(dim=3)  # (n, k_v, c_r)
+        visible_to_infrared = np.where(r_mask, dist, np.inf).min(axis=3)  # (n, k_v, c_r)
         visible_to_infrared = visible_to_infrared * v_valid[start:stop, :, None]
-        visible_term = visible_to_infrared.sum(dim=1) / v_valid[start:stop].sum(dim=1)[:, None]
-        infrared_term = infrared_to_visible.sum(dim=2) / r_valid.sum(dim=1)[None, :]
+        visible_term = visible_to_infrared.sum(axis=1) / v_valid[start:stop].sum(axis=1)[:, None]
+        infrared_term = infrared_to_visible.sum(axis=2) / r_valid.sum(axis=1)[None, :]
         out[start:stop] = 0.5 * (visible_term + infrared_term)
     return out

@@ -9,35 +9,34 @@ are returned dense.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 __all__ = ["sca_weights", "topk_softmax"]
 
 
-def topk_softmax(cost: torch.Tensor, topk: int, temperature: float) -> torch.Tensor:
+def topk_softmax(cost: np.ndarray, topk: int, temperature: float) -> np.ndarray:
     """Row-wise softmax of ``-cost / temperature`` over each row's ``topk`` cheapest entries.
 
     Ties in cost are broken by lowest column index (a stable sort). ``topk`` is clipped to the
-    number of columns. Returns a float32 tensor of ``cost``'s shape; each non-empty row sums to
+    number of columns. Returns a float32 array of ``cost``'s shape; each non-empty row sums to
     1 with exactly ``min(topk, columns)`` non-zero entries (barring underflow).
     """
     rows, cols = cost.shape
-    out = torch.zeros(rows, cols, dtype=torch.float32, device=cost.device)
+    out = np.zeros((rows, cols), dtype=np.float32)
     if rows == 0 or cols == 0:
         return out
     k = min(topk, cols)
     # Stable order (ties: lowest column) of the k cheapest per row.
-    values = cost.detach().to("cpu", torch.float64).numpy()
-    order = np.argsort(values, axis=1, kind="stable")[:, :k]
-    order = torch.as_tensor(order, device=cost.device)
-    chosen = torch.gather(cost, 1, order).to(torch.float32)
-    out.scatter_(1, order, torch.softmax(-chosen / temperature, dim=1))
+    order = np.argsort(cost, axis=1, kind="stable")[:, :k]
+    logits = -np.take_along_axis(cost, order, axis=1).astype(np.float32) / np.float32(temperature)
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    np.put_along_axis(out, order, weights, axis=1)
     return out
 
 
 def sca_weights(
-    cost: torch.Tensor | np.ndarray, topk: int = 3, temperature: float = 0.05
-) -> tuple[torch.Tensor, torch.Tensor]:
+    cost: np.ndarray, topk: int = 3, temperature: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
     """SCA weights in both directions.
 
     Args:
@@ -46,15 +45,13 @@ def sca_weights(
         temperature: tau_w.
 
     Returns:
-        ``(w_v2r, w_r2v)``: dense float32 tensors (C_v, C_r) and (C_r, C_v) on the cost's
-        device (CPU for numpy input); rows sum to 1.
+        ``(w_v2r, w_r2v)``: dense float32 arrays (C_v, C_r) and (C_r, C_v); rows sum to 1.
     """
     if topk < 1:
         raise ValueError(f"topk must be >= 1, got {topk}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    cost = torch.as_tensor(cost).detach()
+    cost = np.asarray(cost, dtype=np.float64)
     if cost.ndim != 2:
         raise ValueError(f"cost must be (C_v, C_r), got shape {tuple(cost.shape)}")
-    cost = cost.to(torch.float64)
     return topk_softmax(cost, topk, temperature), topk_softmax(cost.T, topk, temperature)

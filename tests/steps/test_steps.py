@@ -16,6 +16,8 @@ from mmm_core.config import ConfigError, dump_config, load_config
 from mmm_core.data import Manifest
 from mmm_core.engine.checkpoint import load_checkpoint
 from mmm_core.engine.labels import ClusterOutput, cluster_round
+from mmm_core.engine.match import match_round
+from mmm_core.engine.schedule import derive_seed, stage_of_round
 from mmm_core.engine.targets import Stage1Targets, load_targets
 from mmm_core.steps import cluster, evaluate, extract, match, start, train
 from mmm_core.steps.common import read_config, read_features, write_features
@@ -89,12 +91,13 @@ def test_steps_honour_their_contracts(tmp_path: Path, micro_config) -> None:
     assert json.loads((tmp_path / "h2.jsonl").read_text()) == json.loads(json.dumps(row))
 
 
-def test_the_cluster_step_runs_without_torch(tmp_path: Path) -> None:
-    """The cluster step computes with numpy, scipy and faiss: in a fresh process it never
-    imports torch (2-3 s of a task's start-up), and it writes the labels of the in-process
-    call. The steps that compute nothing (finish, ingest, promote) import no torch either."""
+def test_the_cluster_and_match_steps_run_without_torch(tmp_path: Path) -> None:
+    """Cluster and match compute with numpy, scipy and faiss: in a fresh process, a stage-1
+    and a stage-2 round of both never import torch (2-3 s of a task's start-up), and they
+    write what the in-process calls compute. The steps that compute nothing (finish, ingest,
+    promote) import no torch either."""
     cfg = load_config(CONFIGS / "synthetic-tiny.yaml", [f"data.root={tmp_path}"])
-    cfg_path, features, labels = tmp_path / "c.yaml", tmp_path / "f.npz", tmp_path / "l.npz"
+    cfg_path, features, manifest = tmp_path / "c.yaml", tmp_path / "f.npz", tmp_path / "m.tsv"
     dump_config(cfg, cfg_path)
     rng = np.random.default_rng(0)
 
@@ -105,27 +108,47 @@ def test_the_cluster_step_runs_without_torch(tmp_path: Path) -> None:
 
     visible, infrared = people(6, 8), people(6, 6)
     write_features(features, visible, infrared)
+    pids = [int(p) for p in (*np.repeat(np.arange(6), 8), *np.repeat(np.arange(6), 6))]
+    cameras = [*np.tile([1, 2], 24), *np.full(36, 3)]
+    modality = [0] * 48 + [1] * 36
+    paths = [
+        f"cam{c}/{p:04d}/{i:04d}.jpg" for i, (c, p) in enumerate(zip(cameras, pids, strict=True))
+    ]
+    Manifest.from_rows(tmp_path, paths, pids, cameras, modality).write(manifest)
+    rounds = (0, cfg.train.stage1_rounds)  # one of each stage
     code = (
-        "import sys\n"
-        "import mmm_core.steps.finish, mmm_core.steps.ingest, mmm_core.steps.promote\n"
-        "from mmm_core.steps import cluster\n"
-        f"cluster.run({str(cfg_path)!r}, 'none.tsv', {str(features)!r}, 0, {str(labels)!r})\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
+        "import sys\nimport mmm_core.steps.finish, mmm_core.steps.ingest, mmm_core.steps.promote\n"
     )
+    code += "from mmm_core.steps import cluster, match\n"
+    for r in rounds:
+        args = f"{str(cfg_path)!r}, {str(manifest)!r}, {str(features)!r}"
+        labels, targets = str(tmp_path / f"l{r}.npz"), str(tmp_path / f"t{r}.npz")
+        code += f"cluster.run({args}, {r}, {labels!r})\n"
+        code += f"match.run({args}, {labels!r}, {r}, {targets!r})\n"
+    code += "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "[]", result.stdout[-2000:]
-    got = ClusterOutput.load(labels)
-    expected = cluster_round(cfg, 1, visible, infrared)
-    assert got.joint_visible is not None and got.labels_visible.max() >= 1  # CMC ran too
-    for name, value in expected.__dict__.items():
-        if value is None:
-            assert getattr(got, name) is None, name
-        else:
-            np.testing.assert_array_equal(getattr(got, name), value, err_msg=name)
+
+    def assert_same(got: object, expected: object) -> None:
+        for name, value in vars(expected).items():
+            if value is None:
+                assert getattr(got, name) is None, name
+            else:
+                np.testing.assert_array_equal(getattr(got, name), value, err_msg=name)
+
+    for r in rounds:
+        stage = stage_of_round(cfg, r)
+        clusters = ClusterOutput.load(tmp_path / f"l{r}.npz")
+        assert_same(clusters, cluster_round(cfg, stage, visible, infrared))
+        seed = derive_seed(cfg.seed, r, 2)
+        targets = load_targets(tmp_path / f"t{r}.npz")
+        assert targets.stage == stage
+        assert_same(targets, match_round(cfg, stage, visible, infrared, clusters, seed=seed))
+    assert load_targets(tmp_path / f"t{rounds[1]}.npz").v2r is not None  # matching ran
 
 
 def test_start_without_a_dataset_says_to_set_data_root(tmp_path: Path, micro_config) -> None:
