@@ -208,6 +208,32 @@ def test_every_workload_runs_unprivileged():
                     assert volume["secret"].get("defaultMode", 0o644) & 0o007 == 0, where
 
 
+PROJECT_IMAGES = "ghcr.io/mmm-vi-reid/"  # built by the user from this repository
+
+
+def test_upstream_images_are_pinned_by_digest():
+    """MinIO, mc and Postgres come from their publishers: pinned by the digest of their tag's
+    multi-platform index, kept with the tag for readers. The images the user builds (the
+    MLflow server, the pipeline's) have digests only in the user's registry: pinned there by
+    an overlay (docs/deploy.md)."""
+    upstream = []
+    for path, doc in workloads():
+        for container in containers(pod_spec(doc)):
+            image = container["image"]
+            if image.startswith(PROJECT_IMAGES):
+                continue
+            upstream.append(image)
+            assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", image), (path, image)
+    names = {image.split(":")[0] for image in upstream}
+    assert names == {"quay.io/minio/minio", "quay.io/minio/mc", "postgres"}
+    # one digest per tag everywhere (the Postgres image appears twice)
+    by_tag: dict[str, set[str]] = {}
+    for image in upstream:
+        tag, _, digest = image.partition("@")
+        by_tag.setdefault(tag, set()).add(digest)
+    assert all(len(digests) == 1 for digests in by_tag.values()), by_tag
+
+
 def test_writable_paths_are_volumes():
     """With a read-only root filesystem, what a server writes must be a mounted volume."""
     writable = {
