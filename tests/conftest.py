@@ -19,6 +19,13 @@ from mmm_core.models.onednn import cap_onednn_below_amx
 if os.environ.get("PYTEST_XDIST_WORKER"):  # set before any test imports torch
     for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_variable, "1")
+    # Measured: a worker's torch ran with 2 threads despite the variable, while the step
+    # subprocesses it starts get 1. With oneDNN's AVX-512 bf16 kernels the thread count
+    # changes the bits of a training step, so the in-process loop and the pipeline's steps
+    # must run with the same count to write identical rows.
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 # What every network the product builds does first; here before any test's first convolution
 # (some tests run bare layers before they build a network). tests/models/test_onednn.py
 # checks the guard in fresh processes.
