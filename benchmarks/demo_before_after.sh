@@ -12,14 +12,10 @@ if [ $# -lt 1 ]; then
   echo "usage: bash benchmarks/demo_before_after.sh BEFORE_REV [AFTER_REV]" >&2
   exit 2
 fi
-root=$(git rev-parse --show-toplevel)
-python="$root/.venv/bin/python"
-work=$(mktemp -d -t mmm-demo-ab-XXXXXX)
-trap 'git -C "$root" worktree remove --force "$work/before" >/dev/null 2>&1 || true;
-      git -C "$root" worktree remove --force "$work/after" >/dev/null 2>&1 || true' EXIT
+# shellcheck source=benchmarks/worktrees.sh
+source "$(dirname "$0")/worktrees.sh"
+before_after_worktrees demo "$1" "${2:-HEAD}" 1
 for which in before after; do
-  rev=$([ "$which" = before ] && echo "$1" || echo "${2:-HEAD}")
-  git -C "$root" worktree add -f --detach "$work/$which" "$rev" >/dev/null
   echo "== $which $(git -C "$work/$which" rev-parse --short HEAD) $(date +%T)"
   (cd "$work/$which" && PYTHONPATH="$work/$which" /usr/bin/time -v "$python" -m mmm_cli demo \
     --out "$work/$which-demo" > "$work/$which.log" 2>&1)

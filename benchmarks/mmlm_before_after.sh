@@ -12,14 +12,9 @@ if [ $# -lt 1 ]; then
   echo "usage: bash benchmarks/mmlm_before_after.sh BEFORE_REV [AFTER_REV] [ROUNDS]" >&2
   exit 2
 fi
-root=$(git rev-parse --show-toplevel)
-python="$root/.venv/bin/python"
-work=$(mktemp -d -t mmm-mmlm-ab-XXXXXX)
-trap 'git -C "$root" worktree remove --force "$work/before" >/dev/null 2>&1 || true;
-      git -C "$root" worktree remove --force "$work/after" >/dev/null 2>&1 || true;
-      rm -rf "$work"' EXIT
-git -C "$root" worktree add -f --detach "$work/before" "$1" >/dev/null
-git -C "$root" worktree add -f --detach "$work/after" "${2:-HEAD}" >/dev/null
+# shellcheck source=benchmarks/worktrees.sh
+source "$(dirname "$0")/worktrees.sh"
+before_after_worktrees mmlm "$1" "${2:-HEAD}" 0
 for _ in $(seq "${3:-2}"); do
   for threads in 1 2; do
     for which in before after; do
